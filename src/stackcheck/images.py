@@ -1,0 +1,121 @@
+"""Build the images the stack builds itself (offline stand-ins, later our own services), each
+once per content: a hash of the build context and the base image's id labels the image, and an
+image whose label matches is not built again. Builds run in parallel.
+
+Run as `python -m stackcheck.images [--jobs N] [compose files...]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from stackcheck import project_root
+
+LABEL = "org.stackcheck.context"
+_FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(?P<image>\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    service: str
+    image: str
+    context: Path
+    dockerfile: str = "Dockerfile"
+
+
+def specs_from_compose(path: Path) -> list[BuildSpec]:
+    """Every service of a compose file that has both `image:` and `build:`."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    out = []
+    for name, svc in (data.get("services") or {}).items():
+        build = (svc or {}).get("build")
+        if not build or not svc.get("image"):
+            continue
+        if isinstance(build, str):
+            build = {"context": build}
+        out.append(BuildSpec(name, svc["image"], (path.parent / build["context"]).resolve(),
+                             build.get("dockerfile", "Dockerfile")))
+    return out
+
+
+def context_hash(context: Path, base_ids: dict[str, str] | None = None) -> str:
+    """SHA-256 over every file's relative path, mode and bytes, plus the ids of the base images."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in context.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(context)).encode())
+        h.update(oct(f.stat().st_mode & 0o777).encode())
+        h.update(f.read_bytes())
+    for name, iid in sorted((base_ids or {}).items()):
+        h.update(f"{name}={iid}".encode())
+    return h.hexdigest()[:24]
+
+
+def base_images(spec: BuildSpec) -> list[str]:
+    return _FROM.findall((spec.context / spec.dockerfile).read_text(encoding="utf-8"))
+
+
+def _inspect(ref: str, fmt: str) -> str | None:
+    proc = subprocess.run(["docker", "image", "inspect", "--format", fmt, ref],
+                          capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def build(spec: BuildSpec, log_dir: Path) -> tuple[BuildSpec, str, float]:
+    """Build one image unless its label matches; return (spec, 'cached'|'built', seconds)."""
+    start = time.monotonic()
+    bases = {b: _inspect(b, "{{.Id}}") or "absent" for b in base_images(spec)}
+    digest = context_hash(spec.context, bases)
+    if _inspect(spec.image, f'{{{{ index .Config.Labels "{LABEL}" }}}}') == digest:
+        return spec, "cached", time.monotonic() - start
+    log = log_dir / f"build-{spec.service}.log"
+    with log.open("w") as fh:
+        proc = subprocess.run(
+            ["docker", "build", "--label", f"{LABEL}={digest}", "--tag", spec.image,
+             "--file", str(spec.context / spec.dockerfile), str(spec.context)],
+            stdout=fh, stderr=subprocess.STDOUT,
+        )
+    if proc.returncode != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"building {spec.image} for {spec.service} failed (log {log}):\n{tail}")
+    return spec, "built", time.monotonic() - start
+
+
+def build_all(specs: list[BuildSpec], jobs: int, log_dir: Path) -> int:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(build, s, log_dir) for s in specs]
+        for fut in futures:
+            try:
+                spec, what, took = fut.result()
+                print(f"  image {spec.image} ({spec.service}): {what} in {took:.1f} s", flush=True)
+            except RuntimeError as exc:
+                failures += 1
+                print(f"  {exc}", file=sys.stderr, flush=True)
+    return failures
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stackcheck.images")
+    parser.add_argument("files", nargs="*", type=Path,
+                        default=[project_root() / "stack" / "compose.offline.yml"])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--log-dir", type=Path, default=project_root() / ".stackcheck" / "logs")
+    args = parser.parse_args(argv)
+    specs = [s for f in args.files for s in specs_from_compose(f)]
+    failures = build_all(specs, args.jobs, args.log_dir)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,275 @@
+"""The stackcheck pytest plugin: stack lifecycle, requirement traceability, SLA evidence, and
+service logs on failure.
+
+Registered through the `pytest11` entry point, so any pytest run in this environment has it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import pytest
+
+from stackcheck.catalogue import Catalogue, UnknownRequirement
+from stackcheck.evidence import Evidence
+from stackcheck.mode import Mode, ModeError, resolve
+from stackcheck.stack import Stack, StackError
+from stackcheck.thresholds import Threshold, ThresholdError
+from stackcheck.thresholds import load as load_thresholds
+
+SUITES = ("infra", "e2e", "perf", "recovery", "security")
+MARKERS = {
+    "infra": "one-line infrastructure checks against the running stack (fast, non-destructive)",
+    "e2e": "end-to-end mail flows through the running stack",
+    "perf": "benchmarks and SLA measurements",
+    "recovery": "destructive recovery tests (down/up, kills, full disks); run last",
+    "security": "hardening and security checks",
+    "unit": "fast tests of src/, no Docker",
+    "req(*ids)": "requirement IDs of docs/REQUIREMENTS.md that this test proves",
+    "needs(*services)": "services the test needs; skipped, naming them, if the stack lacks them",
+}
+
+evidence_key = pytest.StashKey[Evidence]()
+stack_key = pytest.StashKey[Stack]()
+any_req_key = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("stackcheck", "stack under test and SLA evidence")
+    g.addoption("--stack", dest="stackcheck_mode", default=None, metavar="MODE",
+                help="reuse (default: keep a running stack), fresh (down -v first) or external "
+                     "(observe only); also $STACKCHECK_STACK")
+    g.addoption("--stack-teardown", dest="stackcheck_teardown", action="store_true",
+                help="`docker compose down` after the run (also $STACKCHECK_TEARDOWN=1)")
+    g.addoption("--stack-dir", dest="stackcheck_stack_dir", default="stack",
+                help="folder of compose.yml (relative to the rootdir)")
+    g.addoption("--requirements", dest="stackcheck_requirements", default="docs/REQUIREMENTS.md",
+                help="the requirement catalogue")
+    g.addoption("--sla-file", dest="stackcheck_sla", default="fixtures/sla.yml",
+                help="SLA thresholds")
+    g.addoption("--evidence-dir", dest="stackcheck_evidence_dir", default="reports",
+                help="where sla-evidence.json and .html are written")
+
+
+def _path(config: pytest.Config, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else config.rootpath / p
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+    try:
+        catalogue = Catalogue.load(_path(config, config.option.stackcheck_requirements))
+        thresholds = load_thresholds(_path(config, config.option.stackcheck_sla), catalogue)
+    except (OSError, ValueError, ThresholdError) as exc:
+        raise pytest.UsageError(f"stackcheck: {exc}") from exc
+    config.stash[evidence_key] = Evidence(catalogue, thresholds)
+    config.stash[any_req_key] = False
+
+
+def req_ids(item: pytest.Item) -> list[str]:
+    return [rid for m in item.iter_markers("req") for rid in m.args]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """Refuse unknown requirement IDs and untraced acceptance tests; run recovery tests last."""
+    known = set(config.stash[evidence_key].entries)
+    problems = []
+    for item in items:
+        ids = req_ids(item)
+        if any(m.name == "req" and not m.args for m in item.iter_markers("req")):
+            problems.append(f"{item.nodeid}: @pytest.mark.req() needs at least one ID")
+        unknown = [rid for rid in ids if rid not in known]
+        if unknown:
+            problems.append(str(UnknownRequirement(
+                f"{item.nodeid}: unknown requirement ID(s) {', '.join(map(repr, unknown))}; "
+                "see docs/REQUIREMENTS.md")))
+        if not ids and any(item.get_closest_marker(s) for s in SUITES):
+            problems.append(f"{item.nodeid}: acceptance test without @pytest.mark.req(...)")
+        if ids:
+            config.stash[any_req_key] = True
+    if problems:
+        raise pytest.UsageError("requirement traceability:\n  " + "\n  ".join(problems))
+    items.sort(key=lambda it: it.get_closest_marker("recovery") is not None)
+
+
+# --- the stack --------------------------------------------------------------------------
+def _progress(config: pytest.Config):
+    """Progress lines that reach the terminal even while pytest captures output."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
+
+    def say(msg: str) -> None:
+        if tr is None:
+            return
+        if capman is None:
+            tr.write_line(f"[stackcheck] {msg}")
+            return
+        with capman.global_and_fixture_disabled():
+            tr.write_line(f"[stackcheck] {msg}")
+
+    return say
+
+
+@pytest.fixture(scope="session")
+def stack(pytestconfig: pytest.Config) -> Stack:
+    """The stack under test, healthy, as the --stack mode says."""
+    opt = pytestconfig.option
+    try:
+        cfg = resolve(option_mode=opt.stackcheck_mode, option_teardown=opt.stackcheck_teardown,
+                      env=os.environ, stack_dir=_path(pytestconfig, opt.stackcheck_stack_dir))
+    except ModeError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    if cfg.mode is not Mode.EXTERNAL and not (cfg.stack_dir / ".env").is_file():
+        pytest.fail(f"{cfg.stack_dir / '.env'} is missing: run `./run setup` first (it chooses "
+                    "online or offline images and creates the secrets)", pytrace=False)
+    ev = pytestconfig.stash[evidence_key]
+    st = Stack(cfg, progress=_progress(pytestconfig))
+    pytestconfig.stash[stack_key] = st
+    cold = ev.thresholds.get("SLA-R3")
+    deadline = cold.value if cold and cold.value else 900.0
+    try:
+        took = st.ensure(timeout=deadline)
+    except StackError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    ev.context.update({
+        "stack mode": cfg.mode.value, "compose project": cfg.project,
+        "images": "offline stand-ins (Debian)" if cfg.offline else "official, pinned",
+        "compose files": ", ".join(cfg.files), "services": ", ".join(st.defined),
+        "stack up --wait (s)": f"{took:.1f}" if took else "already healthy (reused)",
+        "docker engine": st.docker.version().get("Version", "?"),
+    })
+    yield st
+    if cfg.teardown:
+        st.progress("tearing the stack down (--stack-teardown)")
+        st.down()
+
+
+@pytest.fixture(autouse=True)
+def _stackcheck_needs(request: pytest.FixtureRequest) -> None:
+    """Skip, naming the service, when the stack does not have a service the test needs.
+
+    Only absence skips: a service the stack defines but that is down makes the test fail.
+    """
+    wanted = [s for m in request.node.iter_markers("needs") for s in m.args]
+    if not wanted:
+        return
+    st: Stack = request.getfixturevalue("stack")
+    missing = [s for s in wanted if not st.has(s)]
+    if missing:
+        how = "offline mode" if st.config.offline else "this stack"
+        pytest.skip(f"needs service {', '.join(missing)}, which {how} does not run")
+    for s in wanted:
+        st.touched.add(s)
+
+
+class SLA:
+    """What a test uses to record measured values against the thresholds of fixtures/sla.yml."""
+
+    def __init__(self, evidence: Evidence, nodeid: str):
+        self._ev = evidence
+        self._nodeid = nodeid
+
+    def threshold(self, rid: str) -> Threshold:
+        try:
+            return self._ev.thresholds[rid]
+        except KeyError:
+            raise KeyError(f"fixtures/sla.yml has no target for {rid}") from None
+
+    def record(self, rid: str, value: float | str, *, how: str, unit: str = "") -> None:
+        """Record a measurement for the evidence report (judged if numeric and targeted)."""
+        self._ev.measure(rid, value, unit=unit, how=how, test=self._nodeid)
+
+    def check(self, rid: str, value: float, *, how: str) -> None:
+        """Record a measurement and fail the test if it misses the target."""
+        th = self.threshold(rid)
+        self.record(rid, value, how=how)
+        assert th.met_by(value), (
+            f"{rid}: measured {value:g} {th.unit}, target {th.describe()} ({th.target})")
+
+
+@pytest.fixture
+def sla(request: pytest.FixtureRequest) -> SLA:
+    return SLA(request.config.stash[evidence_key], request.node.nodeid)
+
+
+# --- reporting ---------------------------------------------------------------------------
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    st = item.config.stash.get(stack_key, None)
+    if st is not None:
+        st.touched = set()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    ev = item.config.stash[evidence_key]
+    ids = req_ids(item)
+    if call.when == "call" or report.outcome != "passed":
+        for rid in ids:
+            ev.outcome(rid, item.nodeid, report.outcome)
+    if report.failed:
+        _attach_logs(item, report)
+
+
+def _attach_logs(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Attach the recent logs of every service the failing test touched (users of such tools
+    ask for this most)."""
+    st = item.config.stash.get(stack_key, None)
+    if st is None or not st.touched:
+        return
+    try:
+        import pytest_html
+
+        extras = getattr(report, "extras", [])
+    except ImportError:  # pragma: no cover - pytest-html is a dependency
+        pytest_html, extras = None, []
+    for name in sorted(st.touched):
+        try:
+            text = st.service(name).logs(tail=200)
+        except Exception as exc:  # the failure itself may be that the container is gone
+            text = f"(no logs: {exc})"
+        report.sections.append((f"service logs: {name} (last 200 lines)", text))
+        if pytest_html is not None:
+            extras.append(pytest_html.extras.text(text, name=f"logs: {name}"))
+    report.extras = extras
+
+
+_session_start = [0.0]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _session_start[0] = time.monotonic()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if not config.stash.get(any_req_key, False) or hasattr(config, "workerinput"):
+        return  # a run of unit tests alone must not overwrite the evidence of an acceptance run
+    ev = config.stash[evidence_key]
+    ev.context.setdefault("python", platform.python_version())
+    ev.context["run duration (s)"] = f"{time.monotonic() - _session_start[0]:.1f}"
+    ev.context["pytest exit status"] = str(int(exitstatus))
+    jpath, hpath = ev.write(_path(config, config.option.stackcheck_evidence_dir))
+    config.stash[evidence_paths_key] = (jpath, hpath)
+
+
+evidence_paths_key = pytest.StashKey[tuple[Path, Path]]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    paths = config.stash.get(evidence_paths_key, None)
+    if not paths:
+        return
+    summary = config.stash[evidence_key].summary()
+    terminalreporter.write_sep("-", "SLA evidence")
+    terminalreporter.write_line(", ".join(f"{n} {k}" for k, v in summary.items() for n in [v]))
+    for p in paths:
+        terminalreporter.write_line(f"  {p}")

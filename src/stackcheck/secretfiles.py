@@ -1,0 +1,135 @@
+"""Generate the stack's secret files: random, mode 0400, owned by the uid of the service that
+reads them. Existing secrets are kept (a new postgres password would lock out an initialised
+database); only their mode and owner are repaired.
+
+Run as `python -m stackcheck.secretfiles [stack/secrets]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from stackcheck import project_root
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    name: str
+    uid: int
+    gid: int
+    derive_from: str | None = None  # generated from another secret instead of at random
+
+
+POSTGRES_UID = REDIS_UID = 999  # the official images' postgres and redis users
+
+SPECS: tuple[SecretSpec, ...] = (
+    SecretSpec("postgres_password", POSTGRES_UID, POSTGRES_UID),
+    SecretSpec("praxis_db_password", POSTGRES_UID, POSTGRES_UID),
+    SecretSpec("ecom_db_password", POSTGRES_UID, POSTGRES_UID),
+    SecretSpec("n8n_db_password", POSTGRES_UID, POSTGRES_UID),
+    SecretSpec("redis_password", REDIS_UID, REDIS_UID),
+    SecretSpec("redis_acl", REDIS_UID, REDIS_UID, derive_from="redis_password"),
+)
+
+
+class SecretSetupError(RuntimeError):
+    """A secret could not be written or given to its service's uid."""
+
+
+def random_password() -> str:
+    # URL-safe: no quoting trouble in DSNs, config files or htpasswd lines
+    return secrets.token_urlsafe(32)
+
+
+def redis_acl(password: str) -> str:
+    """An ACL file line for the default user that stores only the password's SHA-256."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    return f"user default on sanitize-payload #{digest} ~* &* +@all\n"
+
+
+DERIVE = {"redis_acl": redis_acl}
+
+
+def _write(path: Path, content: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    os.replace(tmp, path)
+
+
+def _chown(path: Path, uid: int, gid: int) -> None:
+    st = path.stat()
+    if (st.st_uid, st.st_gid) == (uid, gid):
+        return
+    if os.geteuid() == 0:
+        os.chown(path, uid, gid)
+        return
+    if os.environ.get("STACKCHECK_SECRETS_NO_CHOWN") == "1" or sys.platform == "darwin":
+        return  # Docker Desktop maps file ownership to the container user itself
+    sudo = shutil.which("sudo")
+    if sudo and subprocess.run([sudo, "-n", "chown", f"{uid}:{gid}", str(path)],
+                               capture_output=True).returncode == 0:
+        return
+    raise SecretSetupError(
+        f"{path} must be owned by uid {uid} so only its service can read it, and this user "
+        "cannot chown: run `./run setup` as root (or with passwordless sudo), or set "
+        "STACKCHECK_SECRETS_NO_CHOWN=1 where the engine maps ownership itself (Docker Desktop)"
+    )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except PermissionError:
+        sudo = shutil.which("sudo")
+        if not sudo:
+            raise
+        return subprocess.run([sudo, "-n", "cat", str(path)], capture_output=True, text=True,
+                              check=True).stdout
+
+
+def ensure(directory: Path, specs: tuple[SecretSpec, ...] = SPECS) -> list[str]:
+    """Create missing secrets, re-derive stale derived ones, fix modes; return what changed."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    changed = []
+    for spec in specs:
+        path = directory / spec.name
+        if spec.derive_from:
+            content = DERIVE[spec.name](_read(directory / spec.derive_from).strip())
+            if not path.exists() or _read(path) != content:
+                if path.exists():
+                    path.chmod(0o600)
+                _write(path, content)
+                changed.append(f"{spec.name} (derived from {spec.derive_from})")
+        elif not path.exists():
+            _write(path, random_password())
+            changed.append(spec.name)
+        if path.stat().st_mode & 0o777 != 0o400:
+            path.chmod(0o400)
+        _chown(path, spec.uid, spec.gid)
+    return changed
+
+
+def main(argv: list[str]) -> int:
+    directory = Path(argv[0]) if argv else project_root() / "stack" / "secrets"
+    try:
+        changed = ensure(directory)
+    except (SecretSetupError, OSError) as exc:
+        print(f"secrets: {exc}", file=sys.stderr)
+        return 1
+    print(f"secrets in {directory}: {len(SPECS)} present"
+          + (f", created {', '.join(changed)}" if changed else ", none new"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

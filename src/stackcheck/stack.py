@@ -1,0 +1,198 @@
+"""The stack under test: lifecycle per mode, service handles, and ready clients."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from functools import cached_property
+from pathlib import Path
+
+import docker
+import httpx
+import psycopg
+import redis as redis_lib
+
+from stackcheck.compose import Compose, ComposeError
+from stackcheck.mode import Mode, StackConfig
+from stackcheck.service import Service
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought to the state the run needs."""
+
+
+def docker_client() -> docker.DockerClient:
+    """A Docker API client: $DOCKER_HOST if set, else the CLI's current context's endpoint
+    (Docker Desktop's socket is not always at /var/run/docker.sock)."""
+    import os
+
+    if not os.environ.get("DOCKER_HOST"):
+        with suppress(OSError, subprocess.SubprocessError):
+            host = subprocess.run(
+                ["docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.strip()
+            if host:
+                return docker.DockerClient(base_url=host)
+    return docker.from_env()
+
+
+class Stack:
+    def __init__(self, config: StackConfig, *, progress: Callable[[str], None] | None = None):
+        self.config = config
+        self.compose = Compose(config.project, config.stack_dir, config.files)
+        self.progress: Callable[[str], None] = progress or (lambda msg: None)
+        self.touched: set[str] = set()
+        self._services: dict[str, Service] = {}
+
+    @cached_property
+    def docker(self) -> docker.DockerClient:
+        try:
+            client = docker_client()
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise StackError(
+                f"no Docker engine answers ({exc}); start it, or run `./run setup` to install "
+                "and start one"
+            ) from exc
+        return client
+
+    # --- what the stack has --------------------------------------------------------------
+    @cached_property
+    def defined(self) -> list[str]:
+        """Services this stack has: from the compose files, or for an external stack, from the
+        containers its project runs."""
+        if self.config.mode is Mode.EXTERNAL:
+            return sorted(
+                {c.labels["com.docker.compose.service"] for c in self._project_containers()}
+            )
+        return self.compose.services()
+
+    def _project_containers(self):
+        return self.docker.containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={self.config.project}"}
+        )
+
+    def has(self, name: str) -> bool:
+        return name in self.defined
+
+    def service(self, name: str) -> Service:
+        if not self.has(name):
+            raise StackError(f"the stack has no service {name!r} (it has: {', '.join(self.defined)})")
+        self.touched.add(name)
+        return self._services.setdefault(name, Service(self, name))
+
+    def services(self) -> list[Service]:
+        return [self.service(n) for n in self.defined]
+
+    def unhealthy(self) -> dict[str, str]:
+        """Services not running-and-healthy, with what they are instead."""
+        bad = {}
+        for name in self.defined:
+            svc = Service(self, name)
+            try:
+                state, health = svc.state(), svc.health()
+            except AssertionError:
+                bad[name] = "no container"
+                continue
+            if state != "running" or health not in {"healthy", "none"}:
+                bad[name] = f"{state}/{health}"
+        return bad
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def guard_mutation(self, what: str) -> None:
+        if self.config.mode is Mode.EXTERNAL:
+            raise StackError(f"{what}: refused, the stack is external (observe only)")
+
+    def ensure(self, timeout: float) -> float:
+        """Bring the stack to all-healthy as the mode says; return the seconds `up` took (0
+        when a reused stack was already healthy)."""
+        if self.config.mode is Mode.EXTERNAL:
+            if not self._project_containers():
+                raise StackError(
+                    f"--stack=external: no containers of compose project "
+                    f"{self.config.project!r} are running; set STACKCHECK_PROJECT to its name"
+                )
+            return 0.0
+        if self.config.mode is Mode.FRESH:
+            self.progress("fresh stack: removing containers and volumes of the last run")
+            self.down(volumes=True)
+        elif not self.unhealthy():
+            return 0.0
+        return self.up(timeout)
+
+    def up(self, timeout: float, services: tuple[str, ...] = ()) -> float:
+        self.guard_mutation("up")
+        self.progress(
+            f"docker compose up --wait (project {self.config.project}, "
+            f"{'offline' if self.config.offline else 'online'} images, deadline {timeout:.0f} s)"
+        )
+        start = time.monotonic()
+        code, output = self.compose.stream(
+            "up", "--detach", "--wait", "--wait-timeout", str(int(timeout)), *services,
+            on_line=lambda line: self.progress(f"  {line.strip()}"), timeout=timeout + 120,
+        )
+        took = time.monotonic() - start
+        if code != 0:
+            raise StackError(self._explain_failure(output, took))
+        self.__dict__.pop("defined", None)
+        self.progress(f"stack healthy after {took:.1f} s")
+        return took
+
+    def _explain_failure(self, output: str, took: float) -> str:
+        lines = [f"`docker compose up --wait` failed after {took:.0f} s:", output.strip()[-2000:]]
+        with suppress(Exception):
+            for name, what in self.unhealthy().items():
+                lines.append(f"--- {name}: {what}; last log lines:")
+                svc = Service(self, name)
+                lines.append(svc.logs(tail=30).rstrip())
+                for probe in svc.health_log()[-2:]:
+                    lines.append(f"    health check exit {probe.get('ExitCode')}: "
+                                 f"{(probe.get('Output') or '').strip()[:300]}")
+        return "\n".join(lines)
+
+    def down(self, *, volumes: bool = False) -> None:
+        self.guard_mutation("down")
+        args = ["down", "--remove-orphans", "--timeout", "30"] + (["--volumes"] if volumes else [])
+        self.compose.run(*args, timeout=300)
+
+    # --- secrets and clients ---------------------------------------------------------------
+    def secret(self, name: str, *, service: str | None = None) -> str:
+        """A secret's value: from stack/secrets on this host, or, where this user may not read
+        it (mode 0400, owned by the service's uid), from inside the service that mounts it."""
+        path: Path = self.config.stack_dir / "secrets" / name
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except PermissionError:
+            if service is None:
+                raise
+        except FileNotFoundError:
+            if service is None:
+                raise StackError(f"secret {name!r} is not in {path.parent}; run `./run setup`") from None
+        res = self.service(service).exec(["cat", f"/run/secrets/{name}"])
+        if res.exit_code != 0:
+            raise StackError(f"cannot read secret {name!r} from {service}: {res.output.strip()}")
+        return res.output.strip()
+
+    def postgres(self, dbname: str = "postgres", *, user: str = "postgres",
+                 password_secret: str = "postgres_password", connect_timeout: int = 10
+                 ) -> psycopg.Connection:
+        port = self.service("postgres").port(5432)
+        return psycopg.connect(
+            host=port.host, port=port.port, dbname=dbname, user=user,
+            password=self.secret(password_secret, service="postgres"),
+            connect_timeout=connect_timeout, application_name="stackcheck",
+        )
+
+    def redis(self) -> redis_lib.Redis:
+        port = self.service("redis").port(6379)
+        return redis_lib.Redis(
+            host=port.host, port=port.port, socket_timeout=10, decode_responses=True,
+            password=self.secret("redis_password", service="redis"),
+        )
+
+    def http(self, service: str, container_port: int, **kwargs) -> httpx.Client:
+        port = self.service(service).port(container_port)
+        return httpx.Client(base_url=f"http://{port.host}:{port.port}", timeout=10, **kwargs)
