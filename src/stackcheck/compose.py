@@ -67,7 +67,13 @@ class Compose:
     binary: Sequence[str] = field(default=("docker", "compose"))
 
     def argv(self, *args: str) -> list[str]:
-        cmd = [*self.binary, "--project-name", self.project, "--project-directory", str(self.directory)]
+        cmd = [
+            *self.binary,
+            "--project-name",
+            self.project,
+            "--project-directory",
+            str(self.directory),
+        ]
         for f in self.files:
             cmd += ["--file", str(self.directory / f)]
         return [*cmd, *args]
@@ -108,8 +114,14 @@ class Compose:
         cmd = self.argv(*args)
         lines: list[str] = []
         deadline = time.monotonic() + timeout
-        with subprocess.Popen(cmd, cwd=self.directory, env=self.env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        with subprocess.Popen(
+            cmd,
+            cwd=self.directory,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        ) as proc:
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)

@@ -43,8 +43,14 @@ def specs_from_compose(path: Path) -> list[BuildSpec]:
             continue
         if isinstance(build, str):
             build = {"context": build}
-        out.append(BuildSpec(name, svc["image"], (path.parent / build["context"]).resolve(),
-                             build.get("dockerfile", "Dockerfile")))
+        out.append(
+            BuildSpec(
+                name,
+                svc["image"],
+                (path.parent / build["context"]).resolve(),
+                build.get("dockerfile", "Dockerfile"),
+            )
+        )
     return out
 
 
@@ -65,8 +71,9 @@ def base_images(spec: BuildSpec) -> list[str]:
 
 
 def _inspect(ref: str, fmt: str) -> str | None:
-    proc = subprocess.run(["docker", "image", "inspect", "--format", fmt, ref],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["docker", "image", "inspect", "--format", fmt, ref], capture_output=True, text=True
+    )
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
@@ -80,9 +87,19 @@ def build(spec: BuildSpec, log_dir: Path) -> tuple[BuildSpec, str, float]:
     log = log_dir / f"build-{spec.service}.log"
     with log.open("w") as fh:
         proc = subprocess.run(
-            ["docker", "build", "--label", f"{LABEL}={digest}", "--tag", spec.image,
-             "--file", str(spec.context / spec.dockerfile), str(spec.context)],
-            stdout=fh, stderr=subprocess.STDOUT,
+            [
+                "docker",
+                "build",
+                "--label",
+                f"{LABEL}={digest}",
+                "--tag",
+                spec.image,
+                "--file",
+                str(spec.context / spec.dockerfile),
+                str(spec.context),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
         )
     if proc.returncode != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
@@ -107,8 +124,9 @@ def build_all(specs: list[BuildSpec], jobs: int, log_dir: Path) -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m stackcheck.images")
-    parser.add_argument("files", nargs="*", type=Path,
-                        default=[project_root() / "stack" / "compose.offline.yml"])
+    parser.add_argument(
+        "files", nargs="*", type=Path, default=[project_root() / "stack" / "compose.offline.yml"]
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--log-dir", type=Path, default=project_root() / ".stackcheck" / "logs")
     args = parser.parse_args(argv)

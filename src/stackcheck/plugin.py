@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stackcheck.catalogue import Catalogue, UnknownRequirement
+from stackcheck.catalogue import Catalogue
 from stackcheck.evidence import Evidence
 from stackcheck.mode import Mode, ModeError, resolve
 from stackcheck.stack import Stack, StackError
@@ -39,19 +39,41 @@ any_req_key = pytest.StashKey[bool]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("stackcheck", "stack under test and SLA evidence")
-    g.addoption("--stack", dest="stackcheck_mode", default=None, metavar="MODE",
-                help="reuse (default: keep a running stack), fresh (down -v first) or external "
-                     "(observe only); also $STACKCHECK_STACK")
-    g.addoption("--stack-teardown", dest="stackcheck_teardown", action="store_true",
-                help="`docker compose down` after the run (also $STACKCHECK_TEARDOWN=1)")
-    g.addoption("--stack-dir", dest="stackcheck_stack_dir", default="stack",
-                help="folder of compose.yml (relative to the rootdir)")
-    g.addoption("--requirements", dest="stackcheck_requirements", default="docs/REQUIREMENTS.md",
-                help="the requirement catalogue")
-    g.addoption("--sla-file", dest="stackcheck_sla", default="fixtures/sla.yml",
-                help="SLA thresholds")
-    g.addoption("--evidence-dir", dest="stackcheck_evidence_dir", default="reports",
-                help="where sla-evidence.json and .html are written")
+    g.addoption(
+        "--stack",
+        dest="stackcheck_mode",
+        default=None,
+        metavar="MODE",
+        help="reuse (default: keep a running stack), fresh (down -v first) or external "
+        "(observe only); also $STACKCHECK_STACK",
+    )
+    g.addoption(
+        "--stack-teardown",
+        dest="stackcheck_teardown",
+        action="store_true",
+        help="`docker compose down` after the run (also $STACKCHECK_TEARDOWN=1)",
+    )
+    g.addoption(
+        "--stack-dir",
+        dest="stackcheck_stack_dir",
+        default="stack",
+        help="folder of compose.yml (relative to the rootdir)",
+    )
+    g.addoption(
+        "--requirements",
+        dest="stackcheck_requirements",
+        default="docs/REQUIREMENTS.md",
+        help="the requirement catalogue",
+    )
+    g.addoption(
+        "--sla-file", dest="stackcheck_sla", default="fixtures/sla.yml", help="SLA thresholds"
+    )
+    g.addoption(
+        "--evidence-dir",
+        dest="stackcheck_evidence_dir",
+        default="reports",
+        help="where sla-evidence.json and .html are written",
+    )
 
 
 def _path(config: pytest.Config, value: str) -> Path:
@@ -76,10 +98,12 @@ def req_ids(item: pytest.Item) -> list[str]:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     """Refuse unknown requirement IDs and untraced acceptance tests; run recovery tests last."""
     known = set(config.stash[evidence_key].entries)
+    catalogue = config.option.stackcheck_requirements
     problems = []
     for item in items:
         ids = req_ids(item)
@@ -87,15 +111,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             problems.append(f"{item.nodeid}: @pytest.mark.req() needs at least one ID")
         unknown = [rid for rid in ids if rid not in known]
         if unknown:
-            problems.append(str(UnknownRequirement(
-                f"{item.nodeid}: unknown requirement ID(s) {', '.join(map(repr, unknown))}; "
-                "see docs/REQUIREMENTS.md")))
+            names = ", ".join(map(repr, unknown))
+            problems.append(f"{item.nodeid}: unknown requirement ID(s) {names}; see {catalogue}")
         if not ids and any(item.get_closest_marker(s) for s in SUITES):
             problems.append(f"{item.nodeid}: acceptance test without @pytest.mark.req(...)")
-        if ids:
-            config.stash[any_req_key] = True
     if problems:
         raise pytest.UsageError("requirement traceability:\n  " + "\n  ".join(problems))
+    config.stash[any_req_key] = any(req_ids(item) for item in items)
     items.sort(key=lambda it: it.get_closest_marker("recovery") is not None)
 
 
@@ -122,13 +144,20 @@ def stack(pytestconfig: pytest.Config) -> Stack:
     """The stack under test, healthy, as the --stack mode says."""
     opt = pytestconfig.option
     try:
-        cfg = resolve(option_mode=opt.stackcheck_mode, option_teardown=opt.stackcheck_teardown,
-                      env=os.environ, stack_dir=_path(pytestconfig, opt.stackcheck_stack_dir))
+        cfg = resolve(
+            option_mode=opt.stackcheck_mode,
+            option_teardown=opt.stackcheck_teardown,
+            env=os.environ,
+            stack_dir=_path(pytestconfig, opt.stackcheck_stack_dir),
+        )
     except ModeError as exc:
         raise pytest.UsageError(str(exc)) from exc
     if cfg.mode is not Mode.EXTERNAL and not (cfg.stack_dir / ".env").is_file():
-        pytest.fail(f"{cfg.stack_dir / '.env'} is missing: run `./run setup` first (it chooses "
-                    "online or offline images and creates the secrets)", pytrace=False)
+        pytest.fail(
+            f"{cfg.stack_dir / '.env'} is missing: run `./run setup` first (it chooses "
+            "online or offline images and creates the secrets)",
+            pytrace=False,
+        )
     ev = pytestconfig.stash[evidence_key]
     st = Stack(cfg, progress=_progress(pytestconfig))
     pytestconfig.stash[stack_key] = st
@@ -138,13 +167,17 @@ def stack(pytestconfig: pytest.Config) -> Stack:
         took = st.ensure(timeout=deadline)
     except StackError as exc:
         pytest.fail(str(exc), pytrace=False)
-    ev.context.update({
-        "stack mode": cfg.mode.value, "compose project": cfg.project,
-        "images": "offline stand-ins (Debian)" if cfg.offline else "official, pinned",
-        "compose files": ", ".join(cfg.files), "services": ", ".join(st.defined),
-        "stack up --wait (s)": f"{took:.1f}" if took else "already healthy (reused)",
-        "docker engine": st.docker.version().get("Version", "?"),
-    })
+    ev.context.update(
+        {
+            "stack mode": cfg.mode.value,
+            "compose project": cfg.project,
+            "images": "offline stand-ins (Debian)" if cfg.offline else "official, pinned",
+            "compose files": ", ".join(cfg.files),
+            "services": ", ".join(st.defined),
+            "stack up --wait (s)": f"{took:.1f}" if took else "already healthy (reused)",
+            "docker engine": st.docker.version().get("Version", "?"),
+        }
+    )
     yield st
     if cfg.teardown:
         st.progress("tearing the stack down (--stack-teardown)")
@@ -191,7 +224,8 @@ class SLA:
         th = self.threshold(rid)
         self.record(rid, value, how=how)
         assert th.met_by(value), (
-            f"{rid}: measured {value:g} {th.unit}, target {th.describe()} ({th.target})")
+            f"{rid}: measured {value:g} {th.unit}, target {th.describe()} ({th.target})"
+        )
 
 
 @pytest.fixture

@@ -76,8 +76,13 @@ def _chown(path: Path, uid: int, gid: int) -> None:
     if os.environ.get("STACKCHECK_SECRETS_NO_CHOWN") == "1" or sys.platform == "darwin":
         return  # Docker Desktop maps file ownership to the container user itself
     sudo = shutil.which("sudo")
-    if sudo and subprocess.run([sudo, "-n", "chown", f"{uid}:{gid}", str(path)],
-                               capture_output=True).returncode == 0:
+    if (
+        sudo
+        and subprocess.run(
+            [sudo, "-n", "chown", f"{uid}:{gid}", str(path)], capture_output=True
+        ).returncode
+        == 0
+    ):
         return
     raise SecretSetupError(
         f"{path} must be owned by uid {uid} so only its service can read it, and this user "
@@ -93,8 +98,9 @@ def _read(path: Path) -> str:
         sudo = shutil.which("sudo")
         if not sudo:
             raise
-        return subprocess.run([sudo, "-n", "cat", str(path)], capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(
+            [sudo, "-n", "cat", str(path)], capture_output=True, text=True, check=True
+        ).stdout
 
 
 def ensure(directory: Path, specs: tuple[SecretSpec, ...] = SPECS) -> list[str]:
@@ -126,8 +132,10 @@ def main(argv: list[str]) -> int:
     except (SecretSetupError, OSError) as exc:
         print(f"secrets: {exc}", file=sys.stderr)
         return 1
-    print(f"secrets in {directory}: {len(SPECS)} present"
-          + (f", created {', '.join(changed)}" if changed else ", none new"))
+    print(
+        f"secrets in {directory}: {len(SPECS)} present"
+        + (f", created {', '.join(changed)}" if changed else ", none new")
+    )
     return 0
 
 

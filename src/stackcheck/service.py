@@ -64,8 +64,9 @@ class Service:
     def container(self) -> Container:
         found = self.containers()
         if not found:
-            raise ServiceError(f"service {self.name!r} has no container in project "
-                               f"{self.stack.config.project!r}")
+            raise ServiceError(
+                f"service {self.name!r} has no container in project {self.stack.config.project!r}"
+            )
         # one replica per service in this stack; prefer a running one if there are several
         found.sort(key=lambda c: c.status != "running")
         return found[0]
@@ -91,15 +92,18 @@ class Service:
         """The host side of a published port, preferring a loopback binding."""
         ports = self.published(container_port, protocol)
         if not ports:
-            raise ServiceError(f"{self.name} publishes no host port for {container_port}/{protocol}")
+            raise ServiceError(
+                f"{self.name} publishes no host port for {container_port}/{protocol}"
+            )
         ports.sort(key=lambda p: p.host not in LOOPBACK)
         p = ports[0]
         host = "127.0.0.1" if p.host in {"0.0.0.0", "", "::"} else p.host
         return PublishedPort(host, p.port)
 
     # --- commands and logs -----------------------------------------------------------------
-    def exec(self, cmd: str | list[str], *, user: str | None = None,
-             env: dict[str, str] | None = None) -> ExecResult:
+    def exec(
+        self, cmd: str | list[str], *, user: str | None = None, env: dict[str, str] | None = None
+    ) -> ExecResult:
         kwargs = {"user": user} if user else {}
         code, out = self.container.exec_run(cmd, environment=env, demux=False, **kwargs)
         return ExecResult(code, (out or b"").decode("utf-8", "replace"))
@@ -143,7 +147,11 @@ class Service:
     def wait_healthy(self, timeout: float) -> float:
         """Wait until the health check reports healthy; return the seconds it took."""
         _, took = wait_for(
-            self.health, timeout=timeout, interval=0.5, ok=lambda h: h == "healthy",
-            what=f"{self.name} to be healthy", progress=self.stack.progress,
+            self.health,
+            timeout=timeout,
+            interval=0.5,
+            ok=lambda h: h == "healthy",
+            what=f"{self.name} to be healthy",
+            progress=self.stack.progress,
         )
         return took

@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import redis as redis_lib
 
-from stackcheck.compose import Compose, ComposeError
+from stackcheck.compose import Compose
 from stackcheck.mode import Mode, StackConfig
 from stackcheck.service import Service
 
@@ -32,7 +32,10 @@ def docker_client() -> docker.DockerClient:
         with suppress(OSError, subprocess.SubprocessError):
             host = subprocess.run(
                 ["docker", "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"],
-                capture_output=True, text=True, timeout=10, check=True,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
             ).stdout.strip()
             if host:
                 return docker.DockerClient(base_url=host)
@@ -80,7 +83,9 @@ class Stack:
 
     def service(self, name: str) -> Service:
         if not self.has(name):
-            raise StackError(f"the stack has no service {name!r} (it has: {', '.join(self.defined)})")
+            raise StackError(
+                f"the stack has no service {name!r} (it has: {', '.join(self.defined)})"
+            )
         self.touched.add(name)
         return self._services.setdefault(name, Service(self, name))
 
@@ -131,8 +136,14 @@ class Stack:
         )
         start = time.monotonic()
         code, output = self.compose.stream(
-            "up", "--detach", "--wait", "--wait-timeout", str(int(timeout)), *services,
-            on_line=lambda line: self.progress(f"  {line.strip()}"), timeout=timeout + 120,
+            "up",
+            "--detach",
+            "--wait",
+            "--wait-timeout",
+            str(int(timeout)),
+            *services,
+            on_line=lambda line: self.progress(f"  {line.strip()}"),
+            timeout=timeout + 120,
         )
         took = time.monotonic() - start
         if code != 0:
@@ -149,8 +160,10 @@ class Stack:
                 svc = Service(self, name)
                 lines.append(svc.logs(tail=30).rstrip())
                 for probe in svc.health_log()[-2:]:
-                    lines.append(f"    health check exit {probe.get('ExitCode')}: "
-                                 f"{(probe.get('Output') or '').strip()[:300]}")
+                    lines.append(
+                        f"    health check exit {probe.get('ExitCode')}: "
+                        f"{(probe.get('Output') or '').strip()[:300]}"
+                    )
         return "\n".join(lines)
 
     def down(self, *, volumes: bool = False) -> None:
@@ -170,26 +183,40 @@ class Stack:
                 raise
         except FileNotFoundError:
             if service is None:
-                raise StackError(f"secret {name!r} is not in {path.parent}; run `./run setup`") from None
+                raise StackError(
+                    f"secret {name!r} is not in {path.parent}; run `./run setup`"
+                ) from None
         res = self.service(service).exec(["cat", f"/run/secrets/{name}"])
         if res.exit_code != 0:
             raise StackError(f"cannot read secret {name!r} from {service}: {res.output.strip()}")
         return res.output.strip()
 
-    def postgres(self, dbname: str = "postgres", *, user: str = "postgres",
-                 password_secret: str = "postgres_password", connect_timeout: int = 10
-                 ) -> psycopg.Connection:
+    def postgres(
+        self,
+        dbname: str = "postgres",
+        *,
+        user: str = "postgres",
+        password_secret: str = "postgres_password",
+        connect_timeout: int = 10,
+    ) -> psycopg.Connection:
         port = self.service("postgres").port(5432)
         return psycopg.connect(
-            host=port.host, port=port.port, dbname=dbname, user=user,
+            host=port.host,
+            port=port.port,
+            dbname=dbname,
+            user=user,
             password=self.secret(password_secret, service="postgres"),
-            connect_timeout=connect_timeout, application_name="stackcheck",
+            connect_timeout=connect_timeout,
+            application_name="stackcheck",
         )
 
     def redis(self) -> redis_lib.Redis:
         port = self.service("redis").port(6379)
         return redis_lib.Redis(
-            host=port.host, port=port.port, socket_timeout=10, decode_responses=True,
+            host=port.host,
+            port=port.port,
+            socket_timeout=10,
+            decode_responses=True,
             password=self.secret("redis_password", service="redis"),
         )
 

@@ -15,9 +15,12 @@ def test_authenticated_connection_answers_select_version(stack, sla):
         version = conn.execute("SELECT version()").fetchone()[0]
     took_ms = (time.monotonic() - start) * 1000
     assert version.startswith("PostgreSQL "), version
-    sla.record("T2", version.split(" on ")[0],
-               how=f"psycopg over the published loopback port, password from the secret file; "
-                   f"connect + SELECT version() took {took_ms:.0f} ms")
+    sla.record(
+        "T2",
+        version.split(" on ")[0],
+        how=f"psycopg over the published loopback port, password from the secret file; "
+        f"connect + SELECT version() took {took_ms:.0f} ms",
+    )
 
 
 @pytest.mark.req("T2")
@@ -25,8 +28,14 @@ def test_wrong_password_is_refused(stack):
     """Authentication is real (scram-sha-256), not `trust`."""
     port = stack.service("postgres").port(5432)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(host=port.host, port=port.port, dbname="postgres", user="postgres",
-                        password="not-the-password", connect_timeout=10)
+        psycopg.connect(
+            host=port.host,
+            port=port.port,
+            dbname="postgres",
+            user="postgres",
+            password="not-the-password",
+            connect_timeout=10,
+        )
 
 
 @pytest.mark.req("T2")

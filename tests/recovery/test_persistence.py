@@ -12,15 +12,20 @@ pytestmark = [pytest.mark.recovery, pytest.mark.needs("postgres", "redis")]
 @pytest.mark.req("T8", "SLA-R3")
 def test_data_survives_down_and_up(stack, sla):
     if stack.config.mode is Mode.EXTERNAL:
-        pytest.skip("--stack=external: down/up is never run against a stack this suite does not own")
+        pytest.skip(
+            "--stack=external: down/up is never run against a stack this suite does not own"
+        )
     marker = uuid.uuid4().hex
     with stack.postgres() as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS stackcheck_t8 (marker text PRIMARY KEY, "
-                     "written timestamptz NOT NULL DEFAULT now())")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS stackcheck_t8 (marker text PRIMARY KEY, "
+            "written timestamptz NOT NULL DEFAULT now())"
+        )
         conn.execute("INSERT INTO stackcheck_t8 (marker) VALUES (%s)", (marker,))
         conn.commit()
-        dbs_before = {r[0] for r in conn.execute(
-            "SELECT datname FROM pg_database WHERE NOT datistemplate")}
+        dbs_before = {
+            r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")
+        }
     r = stack.redis()
     r.set(f"stackcheck:t8:{marker}", marker)
     r.close()
@@ -30,20 +35,30 @@ def test_data_survives_down_and_up(stack, sla):
     took = stack.up(timeout=cold.value)
 
     with stack.postgres() as conn:
-        dbs_after = {r[0] for r in conn.execute(
-            "SELECT datname FROM pg_database WHERE NOT datistemplate")}
-        kept = conn.execute("SELECT count(*) FROM stackcheck_t8 WHERE marker = %s",
-                            (marker,)).fetchone()[0]
+        dbs_after = {
+            r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")
+        }
+        kept = conn.execute(
+            "SELECT count(*) FROM stackcheck_t8 WHERE marker = %s", (marker,)
+        ).fetchone()[0]
     r = stack.redis()
     redis_kept = r.get(f"stackcheck:t8:{marker}")
     r.close()
 
-    assert dbs_after == dbs_before, f"databases before {sorted(dbs_before)}, after {sorted(dbs_after)}"
+    assert dbs_after == dbs_before, (
+        f"databases before {sorted(dbs_before)}, after {sorted(dbs_after)}"
+    )
     assert kept == 1, "the marker row written before `down` is gone"
     assert redis_kept == marker, "the redis key written before `down` is gone (AOF not persisted?)"
-    sla.record("T8", f"{len(dbs_after)} databases, marker row and redis key kept",
-               how=f"wrote a row and a redis key, `docker compose down` (volumes kept), "
-                   f"`up --wait`; databases {', '.join(sorted(dbs_after))}")
-    sla.check("SLA-R3", took,
-              how=f"`docker compose up --wait` of all {len(stack.defined)} services after "
-                  "`down` (containers recreated; images and volumes kept)")
+    sla.record(
+        "T8",
+        f"{len(dbs_after)} databases, marker row and redis key kept",
+        how=f"wrote a row and a redis key, `docker compose down` (volumes kept), "
+        f"`up --wait`; databases {', '.join(sorted(dbs_after))}",
+    )
+    sla.check(
+        "SLA-R3",
+        took,
+        how=f"`docker compose up --wait` of all {len(stack.defined)} services after "
+        "`down` (containers recreated; images and volumes kept)",
+    )

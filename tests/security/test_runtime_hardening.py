@@ -1,0 +1,159 @@
+"""Hardening proven on the running containers, not only in the YAML (S1, S2, S4, S5, S9, H2, H5).
+
+Parametrised per service of the running stack, so a new service is checked without a new test.
+"""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.security
+
+CAP_EFF_NONE = "0000000000000000"
+
+
+@pytest.fixture(scope="module")
+def services(stack):
+    found = {svc.name: svc for svc in stack.services()}
+    assert found, "the stack runs no services: every check below would pass vacuously"
+    return found
+
+
+@pytest.mark.req("S2")
+def test_no_service_runs_as_root(services, sla):
+    offenders = {}
+    for name, svc in services.items():
+        configured = svc.container.attrs["Config"].get("User") or "root"
+        uid = svc.exec(["sh", "-c", "cat /proc/1/status | awk '/^Uid:/ {print $3}'"]).output.strip()
+        if configured in {"", "root", "0", "0:0"} or uid == "0":
+            offenders[name] = f"configured {configured!r}, PID 1 effective uid {uid}"
+    sla.record(
+        "S2",
+        f"{len(services) - len(offenders)}/{len(services)} services non-root",
+        how="docker inspect Config.User and the effective uid of PID 1 in /proc/1/status",
+    )
+    assert not offenders, offenders
+
+
+@pytest.mark.req("S4")
+def test_published_ports_bind_loopback_only(services, sla):
+    bindings, open_ = [], []
+    for name, svc in services.items():
+        for port, binds in (svc.container.attrs["NetworkSettings"]["Ports"] or {}).items():
+            for b in binds or []:
+                bindings.append(f"{name} {b['HostIp']}:{b['HostPort']}->{port}")
+                if b["HostIp"] not in {"127.0.0.1", "::1"}:
+                    open_.append(bindings[-1])
+    sla.record(
+        "S4",
+        f"{len(bindings) - len(open_)}/{len(bindings)} published ports on loopback",
+        how="docker inspect NetworkSettings.Ports: " + "; ".join(bindings),
+    )
+    assert not open_, f"published beyond loopback: {open_}"
+
+
+@pytest.mark.req("S5")
+def test_root_filesystems_are_read_only(services, sla):
+    writable = {}
+    for name, svc in services.items():
+        declared = svc.container.attrs["HostConfig"].get("ReadonlyRootfs", False)
+        probe = svc.exec(["sh", "-c", "touch /.stackcheck-probe 2>&1; echo rc=$?"]).output
+        if not declared or "rc=0" in probe:
+            writable[name] = f"ReadonlyRootfs={declared}, write to / -> {probe.strip()}"
+    sla.record(
+        "S5",
+        f"{len(services) - len(writable)}/{len(services)} read-only root filesystems",
+        how="HostConfig.ReadonlyRootfs and a write attempt to / inside each container",
+    )
+    assert not writable, writable
+
+
+@pytest.mark.req("S9")
+def test_capabilities_dropped_and_no_new_privileges(services, sla):
+    bad = {}
+    for name, svc in services.items():
+        host = svc.container.attrs["HostConfig"]
+        cap_eff = svc.exec(
+            ["sh", "-c", "awk '/^CapEff:/ {print $2}' /proc/1/status"]
+        ).output.strip()
+        nnp = any(o.startswith("no-new-privileges") for o in host.get("SecurityOpt") or [])
+        if "ALL" not in (host.get("CapDrop") or []) or not nnp or cap_eff != CAP_EFF_NONE:
+            bad[name] = (
+                f"CapDrop={host.get('CapDrop')}, SecurityOpt={host.get('SecurityOpt')}, "
+                f"CapEff={cap_eff}"
+            )
+    sla.record(
+        "S9",
+        f"{len(services) - len(bad)}/{len(services)} services without capabilities",
+        how="HostConfig.CapDrop/SecurityOpt and CapEff of PID 1 (0 = no capabilities)",
+    )
+    assert not bad, bad
+
+
+@pytest.mark.req("H2")
+def test_every_container_has_limits_and_reservations(services, sla):
+    rows, missing = [], {}
+    for name, svc in services.items():
+        host = svc.container.attrs["HostConfig"]
+        mem, cpus, res = (
+            host.get("Memory", 0),
+            host.get("NanoCpus", 0) / 1e9,
+            host.get("MemoryReservation", 0),
+        )
+        rows.append(f"{name} {mem / 2**20:.0f}M/{cpus:g} cpu, reserved {res / 2**20:.0f}M")
+        if not (mem and cpus and res):
+            missing[name] = rows[-1]
+    sla.record(
+        "H2", "; ".join(rows), how="docker inspect HostConfig.Memory/NanoCpus/MemoryReservation"
+    )
+    assert not missing, missing
+
+
+@pytest.mark.req("S1")
+def test_no_secret_value_in_inspect_or_environment(stack, services, sla):
+    """The secret values themselves are searched for, in every container's full inspect output
+    (env, command, labels, mounts) and in the environment of its PID 1."""
+    values = {
+        n: stack.secret(n, service=s)
+        for n, s in [("postgres_password", "postgres"), ("redis_password", "redis")]
+        if s in services
+    }
+    leaks = []
+    for name, svc in services.items():
+        inspect = json.dumps(svc.container.attrs)
+        environ = svc.exec(["sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"]).output
+        for secret, value in values.items():
+            if value in inspect:
+                leaks.append(f"{secret} in docker inspect of {name}")
+            if value in environ:
+                leaks.append(f"{secret} in the environment of {name}")
+    sla.record(
+        "S1",
+        f"{len(values)} secret values searched in {len(services)} containers: {len(leaks)} found",
+        how="docker inspect JSON and /proc/1/environ",
+    )
+    assert not leaks, leaks
+
+
+@pytest.mark.req("S1")
+def test_secret_files_are_mode_0400(services):
+    wrong = {}
+    for name, svc in services.items():
+        out = svc.exec(
+            ["sh", "-c", 'for f in /run/secrets/*; do [ -e "$f" ] && stat -c \'%a %n\' "$f"; done']
+        ).output
+        for line in out.splitlines():
+            mode, path = line.split(" ", 1)
+            if mode != "400":
+                wrong[f"{name}:{path}"] = mode
+    assert not wrong, f"secret files not mode 0400: {wrong}"
+
+
+@pytest.mark.req("H5")
+@pytest.mark.needs("postgres")
+def test_postgres_tuned_for_its_limits(stack, sla):
+    want = {"shared_buffers": "256MB", "effective_cache_size": "1536MB", "max_connections": "100"}
+    with stack.postgres() as conn:
+        got = {k: conn.execute(f"SHOW {k}").fetchone()[0] for k in want}
+    sla.record("H5", ", ".join(f"{k}={v}" for k, v in got.items()), how="SHOW over psycopg")
+    assert got == want
