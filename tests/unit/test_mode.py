@@ -55,7 +55,7 @@ def test_read_env_file(tmp_path):
         "\n"
         "COMPOSE_PROJECT_NAME=stackcheck-abc\n"
         "  # indented comment\n"
-        "QUOTED=\"double quoted\"\n"
+        'QUOTED="double quoted"\n'
         "SINGLE='single'\n"
         " SPACED = value with spaces \n"
         "EMPTY=\n"

@@ -1,0 +1,212 @@
+"""The stack's hardening policy as rules over the merged `docker compose config` (JSON).
+
+One function a rule, each returning the problems it finds in one service (empty: compliant), so
+a rule is tested on small dicts in tests/unit and applied per service in tests/security. Justified
+exceptions live in EXCEPTIONS with their reason, never as silent skips.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Service = dict
+Problems = list[str]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+_UNIT_S = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def seconds(duration: str | int | float | None) -> float | None:
+    """A Go/compose duration ("1m0s", "30s", "1h2m") in seconds."""
+    if duration is None:
+        return None
+    if isinstance(duration, int | float):
+        return float(duration)
+    parts = _DURATION.findall(duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a duration: {duration!r}")
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+HEALTHCHECK_BASELINE = {"interval": 30.0, "timeout": 10.0, "retries": 3, "start_period": 60.0}
+ONE_SHOT_RESTART = {"no", "on-failure", "on-failure:3"}
+LONG_RUNNING_RESTART = {"unless-stopped", "always"}
+SECRET_NAME = re.compile(
+    r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|ENCRYPTION_KEY)", re.IGNORECASE
+)
+
+
+def is_one_shot(svc: Service) -> bool:
+    """One-shot jobs (init jobs, backup runs) say so with the label `org.stackcheck.kind=job`."""
+    return (svc.get("labels") or {}).get("org.stackcheck.kind") == "job"
+
+
+def rule_healthcheck(svc: Service) -> Problems:
+    """H1: a health check with a real command and the baseline timing."""
+    hc = svc.get("healthcheck") or {}
+    test = hc.get("test") or []
+    if hc.get("disable") or not test or test[0] == "NONE":
+        return ["no health check"]
+    problems = []
+    for key, want in HEALTHCHECK_BASELINE.items():
+        got = hc.get(key)
+        got = seconds(got) if key != "retries" else got
+        if got is None or got > want:
+            problems.append(f"healthcheck {key} {hc.get(key)!r}, baseline {want:g}")
+    return problems
+
+
+def rule_resources(svc: Service) -> Problems:
+    """H2: memory and CPU limits, memory reservation."""
+    res = (svc.get("deploy") or {}).get("resources") or {}
+    limits, reservations = res.get("limits") or {}, res.get("reservations") or {}
+    problems = [f"no {k} limit" for k in ("memory", "cpus") if not limits.get(k)]
+    if not reservations.get("memory"):
+        problems.append("no memory reservation")
+    return problems
+
+
+def rule_restart(svc: Service) -> Problems:
+    """H3: long-running services come back (unless-stopped); one-shot jobs retry boundedly."""
+    restart = svc.get("restart") or "no"
+    allowed = ONE_SHOT_RESTART if is_one_shot(svc) else LONG_RUNNING_RESTART
+    if restart not in allowed:
+        kind = "one-shot job" if is_one_shot(svc) else "long-running service"
+        return [f"restart {restart!r} for a {kind}; allowed: {sorted(allowed)}"]
+    return []
+
+
+def rule_depends_on(svc: Service) -> Problems:
+    """H4: a dependency is waited for by health (or successful completion of a job)."""
+    problems = []
+    for dep, spec in (svc.get("depends_on") or {}).items():
+        cond = (spec or {}).get("condition")
+        if cond not in {"service_healthy", "service_completed_successfully"}:
+            problems.append(f"depends_on {dep} with condition {cond!r}")
+    return problems
+
+
+def rule_secrets_not_in_env(svc: Service) -> Problems:
+    """S1: a secret-looking variable is only ever a *_FILE path."""
+    return [
+        f"environment {k} looks like a secret value; use {k}_FILE and a secret"
+        for k, v in (svc.get("environment") or {}).items()
+        if SECRET_NAME.search(k)
+        and not k.endswith("_FILE")
+        and not k.endswith("__FILE")
+        and v not in (None, "")
+    ]
+
+
+def rule_non_root(svc: Service) -> Problems:
+    """S2: an explicit non-root user."""
+    user = str(svc.get("user") or "")
+    if not user or user.split(":")[0] in {"root", "0"}:
+        return [f"user {user or '(image default)'!r} is root or unset"]
+    return []
+
+
+def rule_ports_loopback(svc: Service) -> Problems:
+    """S4: published ports bind 127.0.0.1 only."""
+    return [
+        f"port {p.get('target')} published on {p.get('host_ip') or 'all addresses'}"
+        for p in svc.get("ports") or []
+        if p.get("host_ip") not in {"127.0.0.1", "::1"}
+    ]
+
+
+def rule_read_only(svc: Service) -> Problems:
+    """S5: read-only root filesystem."""
+    return [] if svc.get("read_only") else ["root filesystem is writable"]
+
+
+def rule_privileges(svc: Service) -> Problems:
+    """S9: capabilities dropped, no-new-privileges, nothing privileged or host-shared."""
+    problems = []
+    if "ALL" not in (svc.get("cap_drop") or []):
+        problems.append("cap_drop lacks ALL")
+    if not any(
+        o.replace("=", ":") in {"no-new-privileges:true", "no-new-privileges"}
+        for o in svc.get("security_opt") or []
+    ):
+        problems.append("no no-new-privileges")
+    if svc.get("privileged"):
+        problems.append("privileged")
+    for ns in ("network_mode", "pid", "ipc"):
+        if svc.get(ns) == "host":
+            problems.append(f"{ns}: host")
+    if any(o.startswith("seccomp") and "unconfined" in o for o in svc.get("security_opt") or []):
+        problems.append("seccomp disabled")
+    for v in svc.get("volumes") or []:
+        if str(v.get("source", "")).endswith("docker.sock"):
+            problems.append("mounts the Docker socket")
+    return problems
+
+
+def rule_logging(svc: Service) -> Problems:
+    """M6: json-file logs rotated at 50m x 3."""
+    log = svc.get("logging") or {}
+    opts = log.get("options") or {}
+    want = {"driver": "json-file", "max-size": "50m", "max-file": "3"}
+    got = {
+        "driver": log.get("driver"),
+        "max-size": opts.get("max-size"),
+        "max-file": str(opts.get("max-file")) if opts.get("max-file") is not None else None,
+    }
+    return [f"logging {k} {got[k]!r}, want {v!r}" for k, v in want.items() if got[k] != v]
+
+
+_PINNED = re.compile(r".+:(?!latest$)[^:/]*\d[^:/]*$|.+@sha256:[0-9a-f]{64}$")
+
+
+def rule_image_pinned(svc: Service) -> Problems:
+    """Images pinned to an exact version (no `latest`, no bare name)."""
+    image = svc.get("image") or ""
+    return [] if _PINNED.match(image) else [f"image {image!r} is not pinned to a version"]
+
+
+def rule_networks(svc: Service) -> Problems:
+    """S3/D5: every service on explicitly named networks, never the implicit default."""
+    nets = set(svc.get("networks") or {})
+    if not nets or "default" in nets:
+        return ["not on an explicit network"]
+    return []
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    requirement: str
+    check: Callable[[Service], Problems]
+
+    @property
+    def doc(self) -> str:
+        return (self.check.__doc__ or "").strip()
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("healthcheck", "H1", rule_healthcheck),
+    Rule("resources", "H2", rule_resources),
+    Rule("restart", "H3", rule_restart),
+    Rule("depends-on-healthy", "H4", rule_depends_on),
+    Rule("secrets-not-in-env", "S1", rule_secrets_not_in_env),
+    Rule("non-root", "S2", rule_non_root),
+    Rule("ports-loopback", "S4", rule_ports_loopback),
+    Rule("read-only", "S5", rule_read_only),
+    Rule("privileges", "S9", rule_privileges),
+    Rule("logging", "M6", rule_logging),
+    Rule("image-pinned", "D5", rule_image_pinned),
+    Rule("networks", "S3", rule_networks),
+)
+
+# (rule id, service) -> why the rule cannot hold for that service. Keep each reason specific.
+EXCEPTIONS: dict[tuple[str, str], str] = {}
+
+
+def check(rule: Rule, name: str, svc: Service) -> Problems:
+    """The problems of one service under one rule, unless an exception with a reason applies."""
+    if (rule.id, name) in EXCEPTIONS:
+        return []
+    return rule.check(svc)
