@@ -57,12 +57,16 @@ def specs_from_compose(path: Path) -> list[BuildSpec]:
 def context_hash(context: Path, base_ids: dict[str, str] | None = None) -> str:
     """SHA-256 over every file's relative path, mode and bytes, plus the ids of the base images."""
     h = hashlib.sha256()
+
+    def part(data: bytes) -> None:  # length-prefixed, so file boundaries cannot shift
+        h.update(len(data).to_bytes(8, "big") + data)
+
     for f in sorted(p for p in context.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(context)).encode())
-        h.update(oct(f.stat().st_mode & 0o777).encode())
-        h.update(f.read_bytes())
+        part(str(f.relative_to(context)).encode())
+        part(oct(f.stat().st_mode & 0o777).encode())
+        part(f.read_bytes())
     for name, iid in sorted((base_ids or {}).items()):
-        h.update(f"{name}={iid}".encode())
+        part(f"{name}={iid}".encode())
     return h.hexdigest()[:24]
 
 

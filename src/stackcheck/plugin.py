@@ -117,7 +117,6 @@ def pytest_collection_modifyitems(
             problems.append(f"{item.nodeid}: acceptance test without @pytest.mark.req(...)")
     if problems:
         raise pytest.UsageError("requirement traceability:\n  " + "\n  ".join(problems))
-    config.stash[any_req_key] = any(req_ids(item) for item in items)
     items.sort(key=lambda it: it.get_closest_marker("recovery") is not None)
 
 
@@ -246,7 +245,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report: pytest.TestReport = outcome.get_result()
     ev = item.config.stash[evidence_key]
     ids = req_ids(item)
-    if call.when == "call" or report.outcome != "passed":
+    if ids and (call.when == "call" or report.outcome != "passed"):
+        item.config.stash[any_req_key] = True
         for rid in ids:
             ev.outcome(rid, item.nodeid, report.outcome)
     if report.failed:

@@ -56,10 +56,11 @@ def parse(data: object, catalogue: Catalogue | None = None) -> dict[str, Thresho
         bound = bounds[0] if bounds else None
         value = None
         if bound:
-            try:
-                value = float(spec[bound])
-            except (TypeError, ValueError):
-                raise ThresholdError(f"sla.yml: {rid}.{bound} must be a number") from None
+            raw = spec[bound]
+            # bool is an int in Python: `max: yes` must not become the bound 1.0
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                raise ThresholdError(f"sla.yml: {rid}.{bound} must be a number, not {raw!r}")
+            value = float(raw)
         unknown = set(spec) - {"target", "max", "min", "unit"}
         if unknown:
             raise ThresholdError(f"sla.yml: {rid} has unknown keys {sorted(unknown)}")

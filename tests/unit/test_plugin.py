@@ -165,12 +165,6 @@ def test_run_without_req_markers_writes_no_evidence(pytester, run, evidence_dir)
     result.stdout.no_fnmatch_line("*SLA evidence*")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/stackcheck/plugin.py pytest_sessionfinish(): `pytest --collect-only` of req-marked "
-    "tests sets any_req_key and writes an all-'not covered' sla-evidence.json/.html, "
-    "overwriting the evidence of the last acceptance run",
-)
 def test_collect_only_writes_no_evidence(pytester, run, evidence_dir):
     pytester.makepyfile(
         test_x="""

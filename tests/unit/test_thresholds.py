@@ -65,11 +65,6 @@ def test_non_numeric_bound(small_catalogue, bad):
         parse({"A1": {"target": "x", "max": bad}}, small_catalogue)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/stackcheck/thresholds.py parse(): float(True) == 1.0, so a YAML boolean "
-    "(`max: yes`/`true`) is accepted as the bound 1.0 instead of raising ThresholdError",
-)
 def test_boolean_bound_is_not_a_number(small_catalogue):
     with pytest.raises(ThresholdError, match="must be a number"):
         parse({"A1": {"target": "x", "max": True}}, small_catalogue)
