@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -34,7 +35,8 @@ class BuildSpec:
 
 
 def specs_from_compose(path: Path) -> list[BuildSpec]:
-    """Every service of a compose file that has both `image:` and `build:`."""
+    """Every service of a compose file that has both `image:` and `build:` (one spec per image:
+    two services sharing an image build it once)."""
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     out = []
     for name, svc in (data.get("services") or {}).items():
@@ -61,7 +63,8 @@ def context_hash(context: Path, base_ids: dict[str, str] | None = None) -> str:
     def part(data: bytes) -> None:  # length-prefixed, so file boundaries cannot shift
         h.update(len(data).to_bytes(8, "big") + data)
 
-    for f in sorted(p for p in context.rglob("*") if p.is_file()):
+    files = (p for p in context.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for f in sorted(files):
         part(str(f.relative_to(context)).encode())
         part(oct(f.stat().st_mode & 0o777).encode())
         part(f.read_bytes())
@@ -81,9 +84,26 @@ def _inspect(ref: str, fmt: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def prepare(spec: BuildSpec, log_dir: Path) -> None:
+    """Run the context's prepare.sh, if any: it gathers on the host what a build cannot fetch
+    (wheels, npm packages, our own source) into the context, before the context is hashed."""
+    script = spec.context / "prepare.sh"
+    if not script.is_file():
+        return
+    log = log_dir / f"prepare-{spec.service}.log"
+    with log.open("w") as fh:
+        proc = subprocess.run(["bash", str(script)], cwd=spec.context, stdout=fh,
+                              stderr=subprocess.STDOUT, env={**os.environ,
+                                                             "ROOT": str(project_root())})
+    if proc.returncode != 0:
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"preparing {spec.image} failed (log {log}):\n{tail}")
+
+
 def build(spec: BuildSpec, log_dir: Path) -> tuple[BuildSpec, str, float]:
     """Build one image unless its label matches; return (spec, 'cached'|'built', seconds)."""
     start = time.monotonic()
+    prepare(spec, log_dir)
     bases = {b: _inspect(b, "{{.Id}}") or "absent" for b in base_images(spec)}
     digest = context_hash(spec.context, bases)
     if _inspect(spec.image, f'{{{{ index .Config.Labels "{LABEL}" }}}}') == digest:

@@ -1,0 +1,603 @@
+"""Parsing raw RFC 5322 mail into a ParsedMail. `parse` never raises: whatever is wrong with the
+input is reported in `ParsedMail.defects`, and as much of the mail as can be read is returned.
+
+Decisions (see also the docstrings of ParsedMail and parse):
+
+* Attachments: every leaf part with `Content-Disposition: attachment`, or with a file name (also
+  inline images), or whose type is neither text/plain nor text/html (a nameless PDF is not
+  dropped silently). Nameless ones are called "attachment" plus the extension of their *content*
+  (attachment.pdf, attachment.png; "attachment" when the content is not an allowed kind).
+  File names are sanitised (attachments.sanitize_filename) and made unique within the mail,
+  case-insensitively ("scan.pdf", "scan-2.pdf"), so they can be stored side by side.
+* Forwarded mail (message/rfc822 parts, attached or inline): its attachments are extracted like
+  the outer ones (same list, same unique names); its text is appended to `text` after a
+  "---------- Forwarded message ----------" block with its From/Date/Subject; its HTML is not
+  kept. The message/rfc822 part itself is not an attachment. Other message/* containers
+  (delivery-status, disposition-notification) are ignored.
+* Charsets: text is decoded with the declared charset; if the bytes are not valid in it, or the
+  charset is unknown, UTF-8 is tried, then windows-1252 with replacement characters (German mail
+  declared UTF-8 but written in Latin-1 stays readable). Each fallback is a defect. Headers with
+  raw 8-bit bytes are decoded the same way (UTF-8, else windows-1252).
+* Every str in the result is free of NUL and of lone surrogates (safe for PostgreSQL text and
+  UTF-8 encoding); such characters become U+FFFD. Defects never contain mail content (names,
+  subjects, addresses): they are safe to log under the PII rules.
+* Limits: subject at most 1000 characters, nesting depth 20, at most 1000 parts; beyond them the
+  rest is cut or ignored, with a defect.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.header
+import email.parser
+import email.policy
+import hashlib
+import html as html_lib
+import quopri
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message
+from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+
+from mailer.attachments import KIND_EXTENSIONS, detect_kind, sanitize_filename
+
+MAX_SUBJECT_CHARS = 1000
+MAX_DEPTH = 20
+MAX_PARTS = 1000
+_MAX_HEADER_CHARS = 16384  # decoded at most; beyond that a header is cut (with a defect)
+_MAX_MESSAGE_ID_CHARS = 998
+_FORWARD_MARK = "---------- Forwarded message ----------"
+
+_POLICY = email.policy.default
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:")
+_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\]+")
+_SAFE_LABEL = re.compile(r"[^A-Za-z0-9._:+-]")
+_RAW_NAME_PARAM = re.compile(
+    r"""(?:^|;)\s*(?:file)?name\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)""", re.IGNORECASE
+)
+_SINGLETONS = ("Message-ID", "From", "Subject", "Date")
+_RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To")
+
+
+@dataclass
+class Attachment:
+    filename: str  # sanitised, unique within the mail, never empty
+    original_filename: str | None  # decoded (RFC 2047 / RFC 2231) as the sender wrote it
+    declared_type: str  # Content-Type of the part (lower-case type/subtype)
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class ParsedMail:
+    message_id: str | None  # without <> and whitespace; None if missing/empty
+    subject: str  # decoded, whitespace collapsed, '' if missing
+    sender: str  # From address only, lower-cased, '' if missing
+    recipients: list[str]  # To, Cc, Delivered-To, X-Original-To, Envelope-To; lower, deduped
+    date: datetime | None  # aware; "-0000" / no zone is taken as UTC
+    text: str  # text/plain parts, else the first HTML part as text; plus forwarded mails
+    html: str | None  # the first text/html body part of the outer mail
+    attachments: list[Attachment]
+    headers_size: int  # bytes of the top-level header block, blank separator line included
+    defects: list[str] = field(default_factory=list)
+
+
+def fingerprint(raw: bytes) -> str:
+    """sha256 hex of the raw bytes: the dedupe guard when a mail has no Message-ID."""
+    return hashlib.sha256(bytes(raw)).hexdigest()
+
+
+# --- small helpers ------------------------------------------------------------------------
+def _clean(text: str) -> str:
+    """NUL and lone surrogates -> U+FFFD: storable in PostgreSQL text, encodable as UTF-8."""
+    return _SURROGATES.sub("\ufffd", text).replace("\x00", "\ufffd")
+
+
+def _one_line(text: str) -> str:
+    """Control characters to spaces, whitespace runs collapsed, stripped."""
+    text = "".join(" " if (ord(c) < 32 or 0x7F <= ord(c) < 0xA0) else c for c in text)
+    return " ".join(text.split())
+
+
+def _label(text: object, limit: int = 40) -> str:
+    """A sender-controlled token (charset, header name) made safe to put into a defect."""
+    return _SAFE_LABEL.sub("?", str(text))[:limit] or "?"
+
+
+def _defect_name(defect: object) -> str:
+    name = type(defect).__name__.removesuffix("Defect") or "Defect"
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()
+
+
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n(?=[ \t])", "", value).replace("\r", "").replace("\n", " ")
+
+
+def _headers_size(raw: bytes) -> int:
+    """Bytes of the top-level header block as the parser sees it: header and continuation lines,
+    plus the blank line that ends them (0 when the mail starts with body text)."""
+    pos, n = 0, len(raw)
+    while pos < n:
+        end = raw.find(b"\n", pos)
+        line_end = n if end < 0 else end + 1
+        line = raw[pos:line_end].rstrip(b"\r\n")
+        if not line:
+            return line_end
+        if line[:1] in (b" ", b"\t"):
+            if pos == 0:
+                return 0
+        elif not (_HEADER_LINE.match(line) or (pos == 0 and line.startswith(b"From "))):
+            return pos
+        pos = line_end
+    return n
+
+
+def _decode_bytes(data: bytes, charset: str | None, where: str, defects: list[str]) -> str:
+    """Bytes to text with the declared charset; fallbacks UTF-8, then windows-1252 (replace)."""
+    label = (charset or "").strip().strip('"').lower() or None
+    tried = label or "us-ascii"
+    try:
+        return data.decode(tried)
+    except LookupError:
+        defects.append(f"unknown charset {_label(tried)} in {where}")
+    except Exception:  # UnicodeDecodeError, and odd codecs that raise other errors
+        if label is None:
+            defects.append(f"8-bit text without charset in {where}")
+        else:
+            defects.append(f"bytes invalid in declared charset {_label(tried)} in {where}")
+    if tried.replace("_", "-") not in ("utf-8", "utf8"):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            defects.append(f"{where} decoded as utf-8")
+            return text
+    defects.append(f"{where} decoded as windows-1252")
+    return data.decode("cp1252", errors="replace")
+
+
+def _normalise_headers(part: Message, where: str, defects: list[str]) -> None:
+    """Re-decode header values that carry raw 8-bit bytes (surrogate-escaped by the parser):
+    UTF-8 if valid, else windows-1252. Header order and duplicates are kept."""
+    items = list(part.raw_items())
+    if not any(_SURROGATES.search(v) for _, v in items if isinstance(v, str)):
+        return
+    fixed = []
+    for name, value in items:
+        if isinstance(value, str) and _SURROGATES.search(value):
+            data = value.encode("ascii", "surrogateescape")
+            try:
+                value = data.decode("utf-8")
+            except UnicodeDecodeError:
+                value = data.decode("cp1252", errors="replace")
+                defects.append(f"8-bit non-UTF-8 bytes in header {_label(name)} of {where}")
+            value = _clean(value)
+        fixed.append((name, value))
+    for name in {n.lower() for n, _ in items}:
+        del part[name]
+    for name, value in fixed:
+        part.set_raw(name, value)
+
+
+def _raw_values(msg: Message, name: str) -> list[str]:
+    lname = name.lower()
+    return [str(v) for k, v in msg.raw_items() if k.lower() == lname]
+
+
+def _decode_unstructured(value: str) -> str:
+    """An unstructured header value (or a file name) with RFC 2047 encoded-words decoded."""
+    value = _unfold(value)
+    try:
+        text = str(_POLICY.header_factory("subject", value))
+    except Exception:
+        text = value
+        try:
+            text = str(email.header.make_header(email.header.decode_header(value)))
+        except Exception:
+            pass
+    return _clean(text)
+
+
+def _addresses(value: str) -> list[str]:
+    try:
+        pairs = getaddresses([_unfold(value)[:_MAX_HEADER_CHARS]])
+    except Exception:
+        return []
+    out = []
+    for _name, addr in pairs:
+        addr = _clean(addr.strip()).lower()
+        if _ADDRESS.fullmatch(addr):
+            out.append(addr)
+    return out
+
+
+def _message_id(value: str) -> str | None:
+    value = _unfold(value)
+    m = re.search(r"<([^<>]*)>", value)
+    inner = m.group(1) if m else value
+    inner = re.sub(r"\s+", "", _clean(inner))
+    inner = "".join(c for c in inner if ord(c) >= 32 and c != "\x7f")
+    return inner[:_MAX_MESSAGE_ID_CHARS] or None
+
+
+def _date(value: str, defects: list[str]) -> datetime | None:
+    try:
+        dt = parsedate_to_datetime(_unfold(value).strip())
+    except Exception:
+        dt = None
+    if dt is None:
+        defects.append("unparseable Date")
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt
+
+
+def _param(part: Message, name: str) -> str | None:
+    try:
+        value = part.get_param(name)
+    except Exception:
+        return None
+    if value is None:
+        return None
+    try:
+        return str(collapse_rfc2231_value(value))
+    except Exception:
+        return None
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except Exception:
+        return "text/plain"
+
+
+def _disposition(part: Message) -> str | None:
+    try:
+        return part.get_content_disposition()
+    except Exception:
+        for value in _raw_values(part, "Content-Disposition"):
+            return value.split(";", 1)[0].strip().lower() or None
+        return None
+
+
+def _filename(part: Message) -> str | None:
+    name = None
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if not name:
+        # unquoted encoded-words and other things the strict parser drops
+        for header in ("Content-Disposition", "Content-Type"):
+            for value in _raw_values(part, header):
+                m = _RAW_NAME_PARAM.search(_unfold(value))
+                if m and m.group(1).strip():
+                    name = m.group(1).strip()
+                    if len(name) >= 2 and name[0] == name[-1] == '"':
+                        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+                    break
+            if name:
+                break
+    if not name:
+        return None
+    if "=?" in name:
+        name = _decode_unstructured(name)
+    return _clean(str(name)[:_MAX_HEADER_CHARS]) or None
+
+
+def _payload_bytes(part: Message) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        data = None
+    if isinstance(data, bytes):
+        return data
+    try:
+        payload = part.get_payload()
+    except Exception:
+        return b""
+    if isinstance(payload, str):
+        return payload.encode("utf-8", "surrogateescape")
+    if isinstance(payload, bytes):
+        return payload
+    return b""
+
+
+class _TextExtractor(HTMLParser):
+    _SKIP = frozenset({"script", "style", "head", "title", "template"})
+    _BLOCK = frozenset(
+        {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"}
+        | {"blockquote", "pre", "hr", "section", "article", "header", "footer", "td", "th"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag in self._SKIP:
+            self.skip += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self.skip = max(0, self.skip - 1)
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """Visible text of an HTML body: tags, scripts and styles removed, entities decoded, one
+    line per block element, blank-line runs collapsed."""
+    try:
+        parser = _TextExtractor()
+        parser.feed(markup)
+        parser.close()
+        text = "".join(parser.parts)
+    except Exception:
+        text = html_lib.unescape(re.sub(r"<[^>]*>", " ", markup))
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+# --- the walk over the MIME tree ----------------------------------------------------------
+@dataclass
+class _Body:
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    forwarded: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        if self.plain:
+            main = "\n\n".join(self.plain)
+        elif self.html:
+            main = html_to_text(self.html[0])
+        else:
+            main = ""
+        blocks = [main] if main.strip() else []
+        return "\n\n".join(blocks + self.forwarded)
+
+
+@dataclass
+class _Walk:
+    defects: list[str]
+    attachments: list[Attachment] = field(default_factory=list)
+    used_names: set[str] = field(default_factory=set)
+    count: int = 0
+    capped: bool = False
+
+    def unique(self, name: str) -> str:
+        if name.casefold() not in self.used_names:
+            self.used_names.add(name.casefold())
+            return name
+        root, dot, ext = name.rpartition(".")
+        if not root or len(ext) > 15:
+            root, dot, ext = name, "", ""
+        ext = dot + ext
+        i = 2
+        while True:
+            suffix = f"-{i}"
+            budget = 200 - len(ext.encode("utf-8")) - len(suffix)
+            base = root.encode("utf-8")[:budget].decode("utf-8", "ignore").rstrip(" .")
+            candidate = f"{base}{suffix}{ext}"
+            if candidate.casefold() not in self.used_names:
+                self.used_names.add(candidate.casefold())
+                return candidate
+            i += 1
+
+
+def _inner_message(part: Message, where: str, defects: list[str]) -> Message | None:
+    try:
+        payload = part.get_payload()
+    except Exception:
+        return None
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    if not isinstance(inner, Message):
+        return None
+    cte = str(part.get("Content-Transfer-Encoding", "") or "").strip().lower()
+    if cte in ("base64", "quoted-printable") and not list(inner.raw_items()):
+        # not allowed by RFC 2046, sent anyway: decode and parse the real message
+        defects.append(f"message/rfc822 with {cte} transfer encoding in {where}")
+        body = inner.get_payload()
+        if isinstance(body, str):
+            data = body.encode("ascii", "surrogateescape")
+            try:
+                data = base64.b64decode(data) if cte == "base64" else quopri.decodestring(data)
+            except (binascii.Error, ValueError):
+                return inner
+            return email.message_from_bytes(data, policy=_POLICY)
+    return inner
+
+
+def _forward_header(inner: Message) -> str:
+    lines = [_FORWARD_MARK]
+    for name in ("From", "Date", "Subject"):
+        values = _raw_values(inner, name)
+        if values:
+            lines.append(f"{name}: {_one_line(_decode_unstructured(values[0][:1000]))}")
+    return "\n".join(lines)
+
+
+def _visit(part: Message, walk: _Walk, body: _Body, depth: int) -> None:
+    if walk.count >= MAX_PARTS:
+        if not walk.capped:
+            walk.defects.append(f"more than {MAX_PARTS} MIME parts, the rest ignored")
+            walk.capped = True
+        return
+    walk.count += 1
+    where = f"part {walk.count}"
+    _normalise_headers(part, where, walk.defects)
+    walk.defects.extend(f"{_defect_name(d)} in {where}" for d in getattr(part, "defects", ()))
+    ctype = _content_type(part)
+    maintype = ctype.split("/", 1)[0]
+
+    if part.is_multipart():
+        if depth >= MAX_DEPTH:
+            walk.defects.append(f"MIME nesting deeper than {MAX_DEPTH} in {where}, ignored")
+            return
+        if maintype == "message":
+            if ctype not in ("message/rfc822", "message/global"):
+                return  # delivery-status and the like: header blocks, not content
+            inner = _inner_message(part, where, walk.defects)
+            if inner is None:
+                return
+            inner_body = _Body()
+            _visit(inner, walk, inner_body, depth + 1)
+            block = _forward_header(inner)
+            inner_text = inner_body.text()
+            body.forwarded.append(f"{block}\n\n{inner_text}" if inner_text else block)
+            return
+        try:
+            children = part.get_payload()
+        except Exception:
+            children = []
+        for child in children if isinstance(children, list) else []:
+            if isinstance(child, Message):
+                _visit(child, walk, body, depth + 1)
+        return
+
+    disposition = _disposition(part)
+    filename = _filename(part)
+    if maintype == "multipart":
+        ctype = "text/plain"  # a multipart without usable boundary: its body is all we have
+    is_body = ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename
+    data = _payload_bytes(part)
+    if is_body:
+        text = _clean(_decode_bytes(data, _param(part, "charset"), where, walk.defects))
+        (body.plain if ctype == "text/plain" else body.html).append(text)
+        return
+    kind = detect_kind(data)
+    fallback = "attachment" + KIND_EXTENSIONS.get(kind or "", "")
+    name = walk.unique(sanitize_filename(filename, fallback=fallback))
+    walk.attachments.append(Attachment(name, filename, ctype, data))
+
+
+def _parse_message(raw: bytes, defects: list[str]) -> Message:
+    try:
+        return email.message_from_bytes(raw, policy=_POLICY)
+    except Exception as exc:
+        defects.append(f"MIME structure not parseable ({type(exc).__name__}), body kept as text")
+    try:
+        return email.parser.BytesParser(policy=_POLICY).parsebytes(raw, headersonly=True)
+    except Exception:
+        return email.message_from_bytes(b"\n" + raw, policy=email.policy.compat32)
+
+
+def _parse(raw: bytes) -> ParsedMail:
+    defects: list[str] = []
+    msg = _parse_message(raw, defects)
+    walk = _Walk(defects)
+    body = _Body()
+    _visit(msg, walk, body, 0)  # also normalises the top-level headers
+
+    for name in _SINGLETONS:
+        n = len(_raw_values(msg, name))
+        if n > 1:
+            defects.append(f"duplicate {name} headers ({n})")
+
+    ids = _raw_values(msg, "Message-ID")
+    message_id = _message_id(ids[0]) if ids else None
+    if not ids:
+        defects.append("missing Message-ID")
+    elif message_id is None:
+        defects.append("empty Message-ID")
+
+    subject = ""
+    subjects = _raw_values(msg, "Subject")
+    if subjects:
+        value = subjects[0]
+        if len(value) > _MAX_HEADER_CHARS:
+            defects.append(f"Subject header of {len(value)} characters cut")
+            value = value[:_MAX_HEADER_CHARS]
+        subject = _one_line(_decode_unstructured(value))
+        if len(subject) > MAX_SUBJECT_CHARS:
+            subject = subject[:MAX_SUBJECT_CHARS]
+            defects.append(f"Subject longer than {MAX_SUBJECT_CHARS} characters, truncated")
+
+    sender = ""
+    froms = _raw_values(msg, "From") or _raw_values(msg, "Sender")
+    if not froms:
+        defects.append("missing From")
+    else:
+        found = _addresses(froms[0])
+        if found:
+            sender = found[0]
+        else:
+            defects.append("no valid address in From")
+
+    recipients: list[str] = []
+    for header in _RECIPIENT_HEADERS:
+        for value in _raw_values(msg, header):
+            for addr in _addresses(value):
+                if addr not in recipients:
+                    recipients.append(addr)
+
+    dates = _raw_values(msg, "Date")
+    date = _date(dates[0], defects) if dates else None
+    if not dates:
+        defects.append("missing Date")
+
+    outer_html = body.html[0] if body.html else None
+    return ParsedMail(
+        message_id=message_id,
+        subject=subject,
+        sender=sender,
+        recipients=recipients,
+        date=date,
+        text=_clean(body.text()),
+        html=outer_html,
+        attachments=walk.attachments,
+        headers_size=_headers_size(raw),
+        defects=defects,
+    )
+
+
+def parse(raw: bytes) -> ParsedMail:
+    """Parse raw mail bytes. Never raises; see the module docstring for what is decided how."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    try:
+        raw = bytes(raw)
+    except Exception:
+        raw = b""
+    try:
+        return _parse(raw)
+    except Exception as exc:  # the contract: a bad mail is a defect, never a crash of the worker
+        try:
+            size = _headers_size(raw)
+        except Exception:
+            size = 0
+        return ParsedMail(
+            message_id=None,
+            subject="",
+            sender="",
+            recipients=[],
+            date=None,
+            text="",
+            html=None,
+            attachments=[],
+            headers_size=size,
+            defects=[f"unparseable mail ({type(exc).__name__})"],
+        )

@@ -1,0 +1,136 @@
+"""The profile's Redis stream with a consumer group: at-least-once delivery between the fetcher
+and the workers. An entry is acknowledged only after its mail is committed; entries a dead
+worker left pending are claimed again after `claim_idle_ms`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry_id: str
+    source: str
+    source_id: str
+    external_id: str
+    raw: bytes
+    deliveries: int = 1
+
+
+class MailQueue:
+    def __init__(self, client: redis.Redis, profile: str, *, claim_idle_ms: int = 60_000,
+                 guard_ttl_s: int = 7 * 24 * 3600):
+        self.r = client  # decode_responses=False: mail bytes stay bytes
+        self.stream = f"mailer:{profile}:incoming"
+        self.group = f"{profile}-workers"
+        self.guard_prefix = f"mailer:{profile}:enqueued:"
+        self.claim_idle_ms = claim_idle_ms
+        self.guard_ttl_s = guard_ttl_s
+
+    def ensure_group(self) -> None:
+        try:
+            self.r.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def enqueue(self, source: str, source_id: str, external_id: str, raw: bytes) -> bool:
+        """Add a fetched mail unless it was enqueued before (a guard key per source id, so a
+        mail fetched again before its commit is not queued twice). Returns whether it was added."""
+        guard = f"{self.guard_prefix}{source}|{source_id}"
+        if not self.r.set(guard, b"1", nx=True, ex=self.guard_ttl_s):
+            return False
+        try:
+            self.r.xadd(self.stream, {b"source": source, b"source_id": source_id,
+                                      b"external_id": external_id, b"raw": raw})
+        except Exception:
+            self.r.delete(guard)
+            raise
+        return True
+
+    def enqueued(self, source: str, source_ids: list[str]) -> set[str]:
+        """Which of these source ids already sit in the queue (guard key present)."""
+        if not source_ids:
+            return set()
+        pipe = self.r.pipeline()
+        for sid in source_ids:
+            pipe.exists(f"{self.guard_prefix}{source}|{sid}")
+        return {sid for sid, hit in zip(source_ids, pipe.execute(), strict=True) if hit}
+
+    def own_pending(self, consumer: str, count: int = 10) -> list[Entry]:
+        """Entries this consumer name took before a restart and never acknowledged."""
+        res = self.r.xreadgroup(self.group, consumer, {self.stream: "0"}, count=count)
+        out = []
+        for _stream, entries in res or []:
+            for entry_id, fields in entries:
+                if fields:
+                    out.append(self._entry(entry_id, fields, 2))
+        return out
+
+    def release(self, source: str, source_id: str) -> None:
+        """Forget the guard of a mail that will not be processed from the queue."""
+        self.r.delete(f"{self.guard_prefix}{source}|{source_id}")
+
+    @staticmethod
+    def _entry(entry_id, fields, deliveries: int = 1) -> Entry:
+        def s(key: bytes) -> str:
+            return fields[key].decode("utf-8", "replace")
+
+        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        return Entry(eid, s(b"source"), s(b"source_id"), s(b"external_id"), fields[b"raw"],
+                     deliveries)
+
+    def read(self, consumer: str, *, block_ms: int = 1000, count: int = 1) -> list[Entry]:
+        """Entries for this consumer: first stale ones of dead consumers, then new ones."""
+        claimed = self.claim_stale(consumer, count)
+        if claimed:
+            return claimed
+        res = self.r.xreadgroup(self.group, consumer, {self.stream: ">"}, count=count,
+                                block=block_ms)
+        out = []
+        for _stream, entries in res or []:
+            for entry_id, fields in entries:
+                out.append(self._entry(entry_id, fields))
+        return out
+
+    def claim_stale(self, consumer: str, count: int = 1) -> list[Entry]:
+        res = self.r.xautoclaim(self.stream, self.group, consumer,
+                                min_idle_time=self.claim_idle_ms, start_id="0-0", count=count)
+        entries = res[1] if res else []
+        out = []
+        for entry_id, fields in entries:
+            if not fields:  # deleted entry
+                continue
+            info = self.r.xpending_range(self.stream, self.group, min=entry_id, max=entry_id,
+                                         count=1)
+            deliveries = info[0]["times_delivered"] if info else 2
+            out.append(self._entry(entry_id, fields, deliveries))
+        return out
+
+    def retry_later(self, entry: Entry) -> None:
+        """Leave the entry pending: it is claimed again after claim_idle_ms (clamd down, DB
+        restarting...). Nothing to do but not acknowledging it."""
+
+    def ack(self, entry: Entry) -> None:
+        pipe = self.r.pipeline()
+        pipe.xack(self.stream, self.group, entry.entry_id)
+        pipe.xdel(self.stream, entry.entry_id)
+        pipe.execute()
+
+    def depth(self) -> int:
+        """Mails waiting: not yet delivered to a worker plus delivered but not acknowledged."""
+        try:
+            groups = self.r.xinfo_groups(self.stream)
+        except redis.ResponseError:
+            return 0
+        for g in groups:
+            name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+            if name == self.group:
+                lag = g.get("lag")
+                pending = int(g.get("pending") or 0)
+                if lag is None:  # Redis < 7 or an unknown lag: count the stream instead
+                    return int(self.r.xlen(self.stream))
+                return int(lag) + pending
+        return int(self.r.xlen(self.stream))

@@ -1,0 +1,259 @@
+"""PostgreSQL storage of one profile: versioned migrations at start, the mail with its attachments
+and outbox rows in one transaction, and the outbox's state machine."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+log = logging.getLogger("mailer.store")
+
+# one advisory lock id for migrations, so two replicas starting together do not race
+_MIGRATION_LOCK = 0x6D61696C
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every file in mailer/migrations, in version order."""
+    found = []
+    for entry in resources.files("mailer.migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a version: {versions}")
+    return found
+
+
+@dataclass
+class AttachmentRow:
+    position: int
+    filename: str
+    original_filename: str | None
+    declared_type: str | None
+    kind: str | None
+    size_bytes: int
+    sha256: str
+    storage_path: str | None
+    virus_scan_status: str
+    virus_signature: str | None = None
+    refused_reason: str | None = None
+
+
+@dataclass
+class OutboxRow:
+    kind: str
+    recipient: str
+    subject: str
+    body: str
+    message_id: str
+
+
+@dataclass
+class MailRow:
+    source: str
+    source_id: str
+    external_id: str
+    message_id: str | None
+    fingerprint: str
+    sender: str
+    recipients: list[str]
+    subject: str
+    sent_at: datetime | None
+    body_text: str
+    defects: list[str]
+    status: str
+    category: str | None
+    summary: str | None
+    ai_source: str | None
+    ai_latency_ms: int | None
+    ai_error: str | None
+    processing_ms: int
+    worker: str
+    raw: bytes
+    attachments: list[AttachmentRow] = field(default_factory=list)
+    outbox: list[OutboxRow] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, conninfo: str, *, max_size: int = 5, name: str = "mailer"):
+        self.pool = ConnectionPool(
+            conninfo, min_size=1, max_size=max_size, name=name, open=False,
+            kwargs={"application_name": name},
+        )
+
+    def open(self, timeout: float = 10.0) -> None:
+        self.pool.open(wait=True, timeout=timeout)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def ping(self) -> bool:
+        try:
+            with self.pool.connection(timeout=5) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not applied yet, each in its own transaction; return their names."""
+        applied = []
+        with self.pool.connection() as conn:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+                    "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+                for version, name, sql in migrations():
+                    if version in done:
+                        continue
+                    conn.execute(sql)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (version, name),
+                    )
+                    applied.append(name)
+        for name in applied:
+            log.info("schema migration applied", extra={"migration": name})
+        return applied
+
+    def is_stored(self, source: str, source_id: str) -> bool:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM emails WHERE source = %s AND source_id = %s "
+                "UNION ALL SELECT 1 FROM duplicates WHERE source = %s AND source_id = %s LIMIT 1",
+                (source, source_id, source, source_id),
+            ).fetchone()
+        return row is not None
+
+    def known_source_ids(self, source: str, candidates: list[str]) -> set[str]:
+        """Which of these source ids are already stored (or recorded as duplicates)."""
+        if not candidates:
+            return set()
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT source_id FROM emails WHERE source = %s AND source_id = ANY(%s) "
+                "UNION SELECT source_id FROM duplicates WHERE source = %s AND source_id = ANY(%s)",
+                (source, candidates, source, candidates),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def save(self, mail: MailRow) -> tuple[str, int]:
+        """See _save; a concurrent insert of the same Message-ID is retried once and then seen
+        as the duplicate it is."""
+        try:
+            return self._save(mail)
+        except psycopg.errors.UniqueViolation:
+            return self._save(mail)
+
+    def _save(self, mail: MailRow) -> tuple[str, int]:
+        """Store the mail, its attachments and outbox rows atomically.
+
+        Returns ("stored", id), ("already", id) when this source id was stored before (a
+        re-delivered queue entry), or ("duplicate", id of the first) when another mail with the
+        same Message-ID exists.
+        """
+        with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor()
+            existing = cur.execute(
+                "SELECT id FROM emails WHERE source = %s AND source_id = %s",
+                (mail.source, mail.source_id),
+            ).fetchone()
+            if existing:
+                return "already", existing[0]
+            if mail.message_id:
+                first = cur.execute(
+                    "SELECT id, fingerprint FROM emails WHERE message_id = %s", (mail.message_id,)
+                ).fetchone()
+                if first:
+                    cur.execute(
+                        "INSERT INTO duplicates (source, source_id, external_id, message_id, "
+                        "fingerprint, email_id, raw) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (source, source_id) DO NOTHING",
+                        (mail.source, mail.source_id, mail.external_id, mail.message_id,
+                         mail.fingerprint, first[0],
+                         None if first[1] == mail.fingerprint else mail.raw),
+                    )
+                    return "duplicate", first[0]
+            email_id = cur.execute(
+                """INSERT INTO emails (source, source_id, external_id, message_id, fingerprint,
+                   sender, recipients, subject, sent_at, body_text, defects, status, category,
+                   summary, ai_source, ai_latency_ms, ai_error, processing_ms, worker)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                   %s, %s) RETURNING id""",
+                (mail.source, mail.source_id, mail.external_id, mail.message_id,
+                 mail.fingerprint, mail.sender, mail.recipients, mail.subject, mail.sent_at,
+                 mail.body_text, mail.defects, mail.status, mail.category, mail.summary,
+                 mail.ai_source, mail.ai_latency_ms, mail.ai_error, mail.processing_ms,
+                 mail.worker),
+            ).fetchone()[0]
+            cur.execute("INSERT INTO raw_messages (email_id, raw) VALUES (%s, %s)",
+                        (email_id, mail.raw))
+            for a in mail.attachments:
+                cur.execute(
+                    """INSERT INTO attachments (email_id, position, filename, original_filename,
+                       declared_type, kind, size_bytes, sha256, storage_path, virus_scan_status,
+                       virus_signature, refused_reason)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                    (email_id, a.position, a.filename, a.original_filename, a.declared_type,
+                     a.kind, a.size_bytes, a.sha256, a.storage_path, a.virus_scan_status,
+                     a.virus_signature, a.refused_reason),
+                )
+            for o in mail.outbox:
+                cur.execute(
+                    "INSERT INTO outbox (email_id, kind, recipient, subject, body, message_id) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    (email_id, o.kind, o.recipient, o.subject, o.body, o.message_id),
+                )
+            return "stored", email_id
+
+    # --- outbox --------------------------------------------------------------------------
+    def claim_outbox(self, limit: int = 10, stale_after_s: int = 300) -> list[dict]:
+        """Take due rows (pending, or 'sending' for longer than stale_after_s: a sender that
+        died mid-send) and mark them sending, so two senders never take the same row."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.row_factory = dict_row
+            rows = conn.execute(
+                """UPDATE outbox SET status = 'sending', attempts = attempts + 1,
+                       next_attempt_at = now() + make_interval(secs => %s)
+                   WHERE id IN (
+                       SELECT id FROM outbox
+                       WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
+                       ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
+                   RETURNING id, kind, recipient, subject, body, message_id, attempts""",
+                (stale_after_s, limit),
+            ).fetchall()
+        return rows
+
+    def outbox_sent(self, outbox_id: int) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = now(), last_error = NULL "
+                "WHERE id = %s", (outbox_id,))
+
+    def outbox_failed(self, outbox_id: int, error: str, retry_in_s: float | None) -> None:
+        with self.pool.connection() as conn:
+            if retry_in_s is None:
+                conn.execute("UPDATE outbox SET status = 'failed', last_error = %s WHERE id = %s",
+                             (error, outbox_id))
+            else:
+                conn.execute(
+                    "UPDATE outbox SET status = 'pending', last_error = %s, "
+                    "next_attempt_at = now() + make_interval(secs => %s) WHERE id = %s",
+                    (error, retry_in_s, outbox_id))
+
+
+def conninfo(host: str, port: int, dbname: str, user: str, password: str) -> str:
+    return psycopg.conninfo.make_conninfo(
+        host=host, port=port, dbname=dbname, user=user, password=password, connect_timeout=10
+    )

@@ -1,0 +1,251 @@
+"""The worker: one queue entry at a time, from raw bytes to a committed row.
+
+parse → (already stored? ack) → every attachment scanned by clamd, then stored, quarantined or
+refused → classification (Ollama, else rules) → mail, attachments and outbox rows in one
+transaction → acknowledge. Anything transient (clamd, PostgreSQL, Redis unreachable) leaves the
+entry unacknowledged and retries it with backoff: a mail is never stored unscanned, never lost,
+never stored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import redis
+
+from mailer import attachments, clamd, classify, metrics, parsing
+from mailer.config import Config
+from mailer.queue import Entry, MailQueue
+from mailer.store import AttachmentRow, MailRow, OutboxRow, Store
+
+log = logging.getLogger("mailer.worker")
+
+TRANSIENT = (clamd.ClamdUnavailable, psycopg.OperationalError, psycopg.InterfaceError,
+             redis.ConnectionError, redis.TimeoutError, TimeoutError, ConnectionError)
+
+SUBJECTS = {
+    "praxis": {
+        "acknowledgement": "Ihre Nachricht ist eingegangen",
+        "notification": "Neue Nachricht ({category}): {subject}",
+    },
+    "ecom": {
+        "acknowledgement": "We received your message",
+        "notification": "New mail ({category}): {subject}",
+    },
+}
+BODIES = {
+    "praxis": "Guten Tag,\n\nvielen Dank für Ihre Nachricht. Wir melden uns so bald wie möglich.\n"
+              "\nIhre Praxis\n",
+    "ecom": "Hello,\n\nthank you for your message. We will get back to you shortly.\n\n"
+            "Your shop team\n",
+}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write beside the target and rename: a crash leaves no half file under the final name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def message_key(parsed: parsing.ParsedMail, fingerprint: str) -> str:
+    """The {message_id} folder of A1: the Message-ID made safe, else the raw mail's hash."""
+    if parsed.message_id:
+        return attachments.sanitize_filename(parsed.message_id, fallback=f"fp-{fingerprint[:24]}")
+    return f"fp-{fingerprint[:24]}"
+
+
+def is_automatic(parsed: parsing.ParsedMail, raw: bytes, cfg: Config) -> bool:
+    """Mail we must not acknowledge: from ourselves, a daemon, or marked auto-submitted
+    (RFC 3834), so two auto-responders never loop."""
+    sender = parsed.sender
+    if not sender or sender in cfg.addresses or sender == cfg.smtp_from.lower():
+        return True
+    if sender.split("@")[0] in {"mailer-daemon", "postmaster", "noreply", "no-reply"}:
+        return True
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
+    return b"\nauto-submitted:" in head and b"auto-submitted: no" not in head
+
+
+class Worker:
+    def __init__(self, cfg: Config, store: Store, queue: MailQueue,
+                 ollama: classify.OllamaClient | None, consumer: str):
+        self.cfg, self.store, self.queue = cfg, store, queue
+        self.ollama, self.consumer = ollama, consumer
+        self.busy = threading.Event()
+        self.last_loop = time.monotonic()
+
+    # --- the loop ------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        pending = self.queue.own_pending(self.consumer)
+        if pending:
+            log.info("resuming mails taken before a restart", extra={"count": len(pending)})
+        while not stop.is_set():
+            self.last_loop = time.monotonic()
+            try:
+                entries = pending or self.queue.read(self.consumer, block_ms=1000)
+                pending = []
+            except TRANSIENT as exc:
+                log.warning("queue unreachable; retrying", extra={"error": str(exc)})
+                stop.wait(2)
+                continue
+            for entry in entries:
+                self.handle_with_retry(entry, stop)
+                if stop.is_set():
+                    break  # SIGTERM: the mail in hand is finished, the next stays queued
+
+    def handle_with_retry(self, entry: Entry, stop: threading.Event) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.busy.set()
+                self.handle(entry)
+                return
+            except TRANSIENT as exc:
+                cause = type(exc).__name__
+                metrics.RETRIES.labels(self.cfg.profile, cause).inc()
+                if isinstance(exc, clamd.ClamdUnavailable):
+                    metrics.ATTACHMENT_SCANS.labels(self.cfg.profile, "unavailable").inc()
+                delay = min(2.0 ** attempt, 30.0)
+                log.warning("mail waits: a service it needs is unreachable", extra={
+                    "external_id": entry.external_id, "cause": cause, "error": str(exc),
+                    "attempt": attempt, "retry_in_s": delay})
+            except Exception as exc:  # a bug must not drop the mail: it stays queued
+                delay = min(5.0 * attempt, 60.0)
+                log.exception("processing failed; the mail stays queued", extra={
+                    "external_id": entry.external_id, "attempt": attempt, "error": str(exc)})
+            finally:
+                self.busy.clear()
+            if stop.wait(delay):
+                return  # shutting down: the entry stays pending and is resumed on restart
+
+    # --- one mail ------------------------------------------------------------------------
+    def handle(self, entry: Entry) -> None:
+        cfg = self.cfg
+        start = time.monotonic()
+        log.info(f"Processing email: {entry.external_id}", extra={
+            "external_id": entry.external_id, "source": entry.source,
+            "delivery": entry.deliveries})
+        if self.store.is_stored(entry.source, entry.source_id):
+            log.info("already stored; acknowledging the repeated entry",
+                     extra={"external_id": entry.external_id})
+            self.queue.ack(entry)
+            return
+        parsed = parsing.parse(entry.raw)
+        fingerprint = parsing.fingerprint(entry.raw)
+        key = message_key(parsed, fingerprint)
+        now = datetime.now(UTC)
+        rows = [self._attachment(i, a, key, now) for i, a in enumerate(parsed.attachments)]
+
+        result = self._classify(parsed)
+        status = "processed" if result.source == "ollama" else "processed_without_ai"
+        mail = MailRow(
+            source=entry.source, source_id=entry.source_id, external_id=entry.external_id,
+            message_id=parsed.message_id, fingerprint=fingerprint, sender=parsed.sender,
+            recipients=parsed.recipients, subject=parsed.subject, sent_at=parsed.date,
+            body_text=parsed.text, defects=parsed.defects, status=status,
+            category=result.category, summary=result.summary, ai_source=result.source,
+            ai_latency_ms=None if result.latency_s is None else int(result.latency_s * 1000),
+            ai_error=result.error, processing_ms=int((time.monotonic() - start) * 1000),
+            worker=self.consumer, raw=entry.raw, attachments=rows,
+            outbox=self._outbox(entry, parsed, result),
+        )
+        outcome, email_id = self.store.save(mail)
+        self.queue.ack(entry)
+        took = time.monotonic() - start
+        if outcome == "stored":
+            metrics.EMAILS_PROCESSED.labels(cfg.profile, status).inc()
+            metrics.PROCESSING_SECONDS.labels(cfg.profile).observe(took)
+            for r in rows:
+                metrics.ATTACHMENT_SCANS.labels(cfg.profile, r.virus_scan_status).inc()
+                if r.virus_scan_status == "infected":
+                    metrics.ATTACHMENTS_INFECTED.labels(cfg.profile).inc()
+                if r.virus_scan_status == "refused":
+                    reason = (r.refused_reason or "policy").split(":")[0]
+                    metrics.ATTACHMENTS_REFUSED.labels(cfg.profile, reason).inc()
+        elif outcome == "duplicate":
+            metrics.EMAILS_DUPLICATE.labels(cfg.profile).inc()
+        log.info("email stored" if outcome == "stored" else f"email {outcome}", extra={
+            "external_id": entry.external_id, "email_id": email_id, "status": status,
+            "category": result.category, "attachments": len(rows),
+            "defects": len(parsed.defects), "seconds": round(took, 3)})
+
+    def _attachment(self, position: int, att: parsing.Attachment, key: str,
+                    now: datetime) -> AttachmentRow:
+        cfg = self.cfg
+        data = att.data
+        row = AttachmentRow(
+            position=position, filename=att.filename, original_filename=att.original_filename,
+            declared_type=att.declared_type, kind=attachments.detect_kind(data),
+            size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), storage_path=None,
+            virus_scan_status="refused")
+        if len(data) > cfg.max_attachment_bytes:
+            row.refused_reason = (f"too large: {len(data)} bytes > "
+                                  f"{cfg.max_attachment_bytes} bytes")
+            return row  # never stored, so never scanned; the raw mail keeps it
+        try:  # every file is scanned before anything is decided or written (A4)
+            scan = clamd.scan(cfg.clamd_host, cfg.clamd_port, data, timeout=cfg.clamd_timeout)
+        except clamd.ClamdScanError as exc:
+            row.virus_scan_status, row.refused_reason = "scan_failed", f"scan failed: {exc}"
+            return row
+        if scan.infected:
+            path = attachments.quarantine_path(cfg.data_dir, key, f"{position}-{att.filename}")
+            _write_atomic(path, data)
+            row.virus_scan_status, row.virus_signature = "infected", scan.signature
+            row.storage_path = str(path.relative_to(cfg.data_dir))
+            log.warning("infected attachment quarantined", extra={
+                "signature": scan.signature, "filename": att.filename, "path": row.storage_path})
+            return row
+        decision = attachments.decide(att.filename, data, cfg.max_attachment_bytes)
+        if not decision.accepted:
+            row.refused_reason = decision.reason
+            return row
+        name = att.filename if position == 0 else f"{position}-{att.filename}"
+        path = attachments.storage_path(cfg.data_dir, now, key, name)
+        _write_atomic(path, data)
+        row.kind, row.virus_scan_status = decision.kind, "clean"
+        row.storage_path = str(path.relative_to(cfg.data_dir))
+        return row
+
+    def _classify(self, parsed: parsing.ParsedMail) -> classify.Classification:
+        result = classify.classify(self.cfg.profile, parsed.subject, parsed.text, self.ollama)
+        if result.source == "ollama":
+            metrics.AI_SECONDS.labels(self.cfg.profile).observe(result.latency_s or 0.0)
+            log.info("Ollama response", extra={
+                "category": result.category, "latency_s": round(result.latency_s or 0.0, 3),
+                "model": self.cfg.ollama_model})
+        elif self.ollama is not None:
+            metrics.AI_FALLBACK.labels(self.cfg.profile).inc()
+            log.warning("Ollama unavailable; classified by rules", extra={
+                "error": result.error, "category": result.category})
+        return result
+
+    def _outbox(self, entry: Entry, parsed: parsing.ParsedMail,
+                result: classify.Classification) -> list[OutboxRow]:
+        cfg = self.cfg
+        domain = cfg.smtp_from.rsplit("@", 1)[-1]
+        stem = hashlib.sha256(f"{entry.source}|{entry.source_id}".encode()).hexdigest()[:24]
+        texts = SUBJECTS[cfg.profile]
+        subject = (parsed.subject or "(ohne Betreff)")[:150]
+        rows = [OutboxRow(
+            "notification", cfg.staff_address,
+            texts["notification"].format(category=result.category, subject=subject),
+            f"{result.summary}\n\nexternal_id: {entry.external_id}\n"
+            f"attachments: {len(parsed.attachments)}\n",
+            f"<notification.{stem}@{domain}>")]
+        if cfg.send_acknowledgement and not is_automatic(parsed, entry.raw, cfg):
+            rows.append(OutboxRow("acknowledgement", parsed.sender, texts["acknowledgement"],
+                                  BODIES[cfg.profile], f"<ack.{stem}@{domain}>"))
+        return rows

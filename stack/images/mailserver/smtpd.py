@@ -1,0 +1,496 @@
+#!/usr/bin/python3
+"""SMTP and HTTP side of the offline Mailpit stand-in (installed as /usr/local/bin/mailserver-smtpd).
+
+SMTP on 1025, like Mailpit's: any sender, any recipient, no AUTH, no relaying. Every message goes
+into ONE catch-all Maildir (/data/maildir), written atomically (tmp/, fsync, rename into new/),
+where Dovecot serves it over POP3 and IMAP. The message is stored as received; like Mailpit this
+server only adds, on top of it:
+  Return-Path: <envelope sender>   (RFC 5321 4.4; only when the message has none)
+  Received: from <helo> ([<ip>]) by <host> ...   (trace header, RFC 5321 4.4)
+  Message-ID: <...@mailpit>         (only when the message has none; Mailpit does the same)
+  Bcc: <envelope recipients in no To/Cc/Bcc header>   (only then, and only when there is no Bcc
+                                    header yet; Mailpit does this so such recipients stay visible)
+
+Why aiosmtpd and not a Debian MTA: Postfix and Exim are built around root (setuid drop, a
+privileged master, queue directories owned by other system users) and would need a relay and a
+local delivery agent configured just to drop every mail into one Maildir. aiosmtpd (Debian's
+python3-aiosmtpd) is a complete RFC 5321 server library; the catch-all delivery is the few lines
+below, runs as any user and needs nothing writable but the Maildir.
+
+HTTP on 8025: the part of Mailpit's HTTP API the stack uses (requirement T7) and its probes:
+  GET /livez, GET /readyz              200 when serving
+  GET /api/v1/messages?start=&limit=   {"total", "unread", "count", ..., "messages": [...]},
+                                       newest first; a message's ID is its Maildir base name,
+                                       which is also its POP3 UIDL (as in Mailpit)
+  DELETE /api/v1/messages              body {"IDs": [...]} deletes those, no body deletes all
+No web UI, no other endpoint (404).
+
+Mailpit settings honoured: MP_MAX_MESSAGE_SIZE (MiB, default 50, 0 = no limit),
+MP_SMTP_MAX_RECIPIENTS (default 100), MP_MAX_MESSAGES (default 500, oldest pruned every minute,
+0 = keep all), MP_LABEL (shown in the SMTP banner). Logs name no e-mail address (S7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.header
+import email.utils
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
+from urllib.parse import parse_qs, urlsplit
+
+from aiosmtpd.smtp import SMTP
+
+MAILDIR = "/data/maildir"
+SMTP_PORT = 1025
+HTTP_PORT = 8025
+PRUNE_EVERY = 60.0
+
+log = logging.getLogger("smtpd")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        sys.exit(f"mailserver-smtpd: {name}={raw!r} is not a whole number")
+    if value < 0:
+        sys.exit(f"mailserver-smtpd: {name} must not be negative")
+    return value
+
+
+# --- Maildir -----------------------------------------------------------------------------------
+class Maildir:
+    """One Maildir, written by this process only through deliver(), read by Dovecot."""
+
+    def __init__(self, root: str):
+        self.root = root
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(root, sub), mode=0o700, exist_ok=True)
+        host = re.sub(r"[^A-Za-z0-9-]", "", socket.gethostname())[:16] or "mailserver"
+        self._suffix = "." + host
+        self._counter = 0
+
+    def _unique(self) -> str:
+        # The classic Maildir name <sec>.M<usec>P<pid>Q<n>R<random>.<host>: unique, made of
+        # [A-Za-z0-9.] only and at most 70 characters, so it is a valid POP3 UIDL (RFC 1939).
+        self._counter += 1
+        now = time.time()
+        sec, usec = int(now), int((now % 1) * 1_000_000)
+        return f"{sec}.M{usec}P{os.getpid()}Q{self._counter}R{secrets.token_hex(4)}{self._suffix}"
+
+    def deliver(self, data: bytes) -> str:
+        """Store one message atomically; return its ID (Maildir base name = POP3 UIDL)."""
+        name = self._unique()
+        tmp = os.path.join(self.root, "tmp", name)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.rename(tmp, os.path.join(self.root, "new", name))  # atomic: Dovecot never sees half
+        dfd = os.open(os.path.join(self.root, "new"), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return name
+
+    def entries(self) -> list[tuple[str, str, bool]]:
+        """(id, path, read) of every message, newest first. Dovecot may move a file from new/ to
+        cur/ or rename it (flags) at any time, so each path is only a snapshot."""
+        found = {}
+        for sub in ("new", "cur"):
+            d = os.path.join(self.root, sub)
+            try:
+                names = os.listdir(d)
+            except FileNotFoundError:
+                continue
+            for fname in names:
+                if fname.startswith("."):
+                    continue
+                base, _, info = fname.partition(":")
+                read = sub == "cur" and "S" in info.partition(",")[2]
+                found[base] = (base, os.path.join(d, fname), read)
+        return sorted(found.values(), key=lambda e: _order_key(e[0]), reverse=True)
+
+    def delete(self, ids: set[str] | None) -> int:
+        n = 0
+        for base, path, _ in self.entries():
+            if ids is None or base in ids:
+                try:
+                    os.unlink(path)
+                    n += 1
+                except FileNotFoundError:  # Dovecot renamed it (flags) or moved it to cur/
+                    n += self._unlink_by_base(base)
+        return n
+
+    def find(self, base: str) -> str | None:
+        """The current path of message `base`, or None when it is gone."""
+        for sub in ("cur", "new"):
+            d = os.path.join(self.root, sub)
+            for fname in os.listdir(d):
+                if fname.partition(":")[0] == base:
+                    return os.path.join(d, fname)
+        return None
+
+    def _unlink_by_base(self, base: str) -> int:
+        path = self.find(base)
+        try:
+            if path:
+                os.unlink(path)
+                return 1
+        except FileNotFoundError:
+            pass
+        return 0
+
+    def prune(self, keep: int) -> int:
+        if keep <= 0:
+            return 0
+        old = self.entries()[keep:]
+        return self.delete({e[0] for e in old}) if old else 0
+
+
+def _order_key(base: str) -> tuple[int, int, str]:
+    m = re.match(r"(\d+)\.M(\d+)", base)
+    return (int(m.group(1)), int(m.group(2)), base) if m else (0, 0, base)
+
+
+# --- SMTP --------------------------------------------------------------------------------------
+def _header_block(data: bytes) -> bytes:
+    """The header section of a message (up to the first empty line)."""
+    if data.startswith(b"\r\n") or data.startswith(b"\n"):
+        return b""
+    m = re.search(rb"\r?\n\r?\n", data)
+    return data[: m.start() + 1] if m else data
+
+
+def _clean(text: str, limit: int = 255) -> str:
+    """A client-supplied word for a header: printable ASCII without spaces, bounded."""
+    return re.sub(r"[^\x21-\x7e]", "?", text)[:limit] or "unknown"
+
+
+class CatchAllHandler:
+    def __init__(self, maildir: Maildir, hostname: str, max_recipients: int):
+        self.maildir = maildir
+        self.hostname = hostname
+        self.max_recipients = max_recipients
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.max_recipients and len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        body = envelope.original_content or b""
+        loop = asyncio.get_running_loop()
+        try:
+            message = await loop.run_in_executor(None, self._with_headers, session, envelope, body)
+            msg_id = await loop.run_in_executor(None, self.maildir.deliver, message)
+        except OSError as e:
+            log.error("storing a message failed: %s", e.strerror or e)
+            if e.errno in (28, 122):  # ENOSPC, EDQUOT
+                return "452 4.3.1 Insufficient system storage"
+            return "451 4.3.0 Requested action aborted: local error in processing"
+        log.info(
+            "stored %s (%d bytes, %d recipient(s)) from %s",
+            msg_id,
+            len(message),
+            len(envelope.rcpt_tos),
+            session.peer[0] if session.peer else "?",
+        )
+        return "250 2.0.0 Ok: queued as " + msg_id
+
+    def _with_headers(self, session, envelope, body: bytes) -> bytes:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(_header_block(body))
+        add = []
+        if headers.get("Return-Path") is None:
+            sender = envelope.mail_from or ""
+            add.append("Return-Path: " + (sender if sender == "<>" else f"<{sender}>"))
+        ip = session.peer[0] if session.peer else "unknown"
+        proto = "ESMTP" if session.extended_smtp else "SMTP"
+        received = (
+            f"Received: from {_clean(session.host_name or 'unknown')} ([{ip}])\r\n"
+            f"\tby {self.hostname} (Mailpit offline stand-in) with {proto}"
+        )
+        if len(envelope.rcpt_tos) == 1:
+            received += f"\r\n\tfor <{envelope.rcpt_tos[0]}>"
+        received += "; " + email.utils.format_datetime(datetime.now().astimezone())
+        add.append(received)
+        if not (headers.get("Message-ID") or "").strip():
+            add.append(f"Message-ID: <{uuid.uuid4().hex}@mailpit>")
+        if headers.get("Bcc") is None:
+            listed = {
+                a.lower()
+                for _, a in email.utils.getaddresses(
+                    [str(v) for k in ("To", "Cc", "Bcc") for v in headers.get_all(k) or []]
+                )
+            }
+            missing = [r for r in envelope.rcpt_tos if r.lower() not in listed]
+            if missing:
+                add.append("Bcc: " + ", ".join(missing))
+        return ("\r\n".join(add) + "\r\n").encode("utf-8", "surrogateescape") + body
+
+
+class MailpitSMTP(SMTP):
+    """aiosmtpd's SMTP without its 1000-octet line limit: Mailpit limits only the message size,
+    so long (unfolded) lines are accepted here too."""
+
+    def __init__(self, handler, *, data_size_limit, **kwargs):
+        self.line_length_limit = max(1001, (data_size_limit or 2**30) + 2)
+        super().__init__(handler, data_size_limit=data_size_limit, **kwargs)
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+class Api:
+    def __init__(self, maildir: Maildir):
+        self.maildir = maildir
+        self._summaries: dict[str, dict] = {}
+
+    def _summary(self, base: str, path: str, read: bool) -> dict | None:
+        s = self._summaries.get(base)
+        if s is None:
+            msg = size = None
+            for _ in range(3):  # Dovecot may rename the file (new/ -> cur/, flags) meanwhile
+                try:
+                    with open(path, "rb") as f:
+                        msg = BytesParser(policy=compat32).parse(f)
+                        size = os.fstat(f.fileno()).st_size
+                    break
+                except FileNotFoundError:
+                    path = self.maildir.find(base)
+                    if path is None:
+                        return None  # deleted meanwhile
+            if msg is None:
+                return None
+            s = {
+                "ID": base,
+                "MessageID": (msg.get("Message-ID") or "").strip().strip("<>"),
+                "Read": False,
+                "From": (_addrs(msg.get_all("From")) or [None])[0],
+                "To": _addrs(msg.get_all("To")),
+                "Cc": _addrs(msg.get_all("Cc")),
+                "Bcc": _addrs(msg.get_all("Bcc")),
+                "ReplyTo": _addrs(msg.get_all("Reply-To")),
+                "Subject": _decode(msg.get("Subject") or ""),
+                "Created": _created(base),
+                "Username": "",
+                "Tags": [],
+                "Size": size,
+                "Attachments": sum(
+                    1 for p in msg.walk() if p.get_content_disposition() == "attachment"
+                ),
+                "Snippet": "",
+            }
+            if len(self._summaries) > 5000:
+                self._summaries.clear()
+            self._summaries[base] = s
+        return dict(s, Read=read)
+
+    def messages(self, query: dict) -> dict:
+        start = _qint(query, "start", 0)
+        limit = _qint(query, "limit", 50)
+        entries = self.maildir.entries()
+        page = []
+        for base, path, read in entries[start : start + limit]:
+            s = self._summary(base, path, read)
+            if s is not None:
+                page.append(s)
+        unread = sum(1 for e in entries if not e[2])
+        return {
+            "total": len(entries),
+            "unread": unread,
+            "count": len(page),
+            "messages_count": len(entries),
+            "messages_unread": unread,
+            "start": start,
+            "tags": [],
+            "messages": page,
+        }
+
+
+def _qint(query: dict, key: str, default: int) -> int:
+    try:
+        return max(0, int(query.get(key, [default])[0]))
+    except ValueError:
+        return default
+
+
+def _decode(value: str) -> str:
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except Exception:
+        return value
+
+
+def _addrs(values) -> list[dict]:
+    return [
+        {"Name": _decode(n), "Address": a}
+        for n, a in email.utils.getaddresses([str(v) for v in values or []])
+        if a
+    ]
+
+
+def _created(base: str) -> str:
+    sec, usec, _ = _order_key(base)
+    t = datetime.fromtimestamp(sec + usec / 1e6, tz=timezone.utc)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def http_handler(api: Api, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    status, ctype, payload = 500, "text/plain", b"error\n"
+    try:
+        line = await asyncio.wait_for(reader.readline(), 10)
+        parts = line.decode("latin-1").split()
+        length = 0
+        while True:
+            h = await asyncio.wait_for(reader.readline(), 10)
+            if h in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = h.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip() or 0)
+        if len(parts) < 2 or length > 1_048_576:
+            status, payload = 400, b"bad request\n"
+        else:
+            method, target = parts[0].upper(), urlsplit(parts[1])
+            body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+            status, ctype, payload = await route(api, method, target, body)
+    except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
+        status, payload = 400, b"bad request\n"
+    except Exception:  # an API error must not take the server down: log it, answer 500
+        log.exception("HTTP request failed")
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+    head = (
+        f"HTTP/1.1 {status} {reason.get(status, 'Internal Server Error')}\r\n"
+        f"Content-Type: {ctype}\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        writer.write(head.encode() + payload)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+    except ConnectionError:
+        pass
+
+
+async def route(api: Api, method: str, target, body: bytes):
+    path = target.path.rstrip("/") or "/"
+    loop = asyncio.get_running_loop()
+    if path in ("/livez", "/readyz"):
+        return (200, "text/plain", b"") if method in ("GET", "HEAD") else (405, "text/plain", b"")
+    if path == "/api/v1/messages":
+        if method == "GET":
+            data = await loop.run_in_executor(None, api.messages, parse_qs(target.query))
+            return 200, "application/json", json.dumps(data).encode()
+        if method == "DELETE":
+            ids = None
+            if body.strip():
+                req = json.loads(body)
+                if req.get("IDs"):
+                    ids = {str(i) for i in req["IDs"]}
+            n = await loop.run_in_executor(None, api.maildir.delete, ids)
+            log.info("HTTP API deleted %d message(s)", n)
+            return 200, "text/plain", b"ok"
+        return 405, "text/plain", b"method not allowed\n"
+    return 404, "text/plain", b"not found\n"
+
+
+# --- main --------------------------------------------------------------------------------------
+async def prune_loop(maildir: Maildir, keep: int):
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(PRUNE_EVERY)
+        try:
+            n = await loop.run_in_executor(None, maildir.prune, keep)
+            if n:
+                log.info("pruned %d oldest message(s) (MP_MAX_MESSAGES=%d)", n, keep)
+        except OSError as e:
+            log.error("pruning failed: %s", e)
+
+
+async def main() -> int:
+    max_size = env_int("MP_MAX_MESSAGE_SIZE", 50) * 1024 * 1024
+    max_rcpt = env_int("MP_SMTP_MAX_RECIPIENTS", 100)
+    keep = env_int("MP_MAX_MESSAGES", 500)
+    label = os.environ.get("MP_LABEL", "").strip()
+    maildir = Maildir(MAILDIR)
+    hostname = socket.gethostname()  # never getfqdn(): no DNS lookup at start
+    handler = CatchAllHandler(maildir, hostname, max_rcpt)
+    ident = "Mailpit" + (f" ({_clean(label, 64)})" if label else "")
+    ident += " ESMTP Service ready (offline stand-in)"
+    loop = asyncio.get_running_loop()
+
+    smtp = await loop.create_server(
+        lambda: MailpitSMTP(
+            handler,
+            data_size_limit=max_size or None,
+            enable_SMTPUTF8=True,
+            hostname=hostname,
+            ident=ident,
+        ),
+        host=None,  # every address, IPv4 and IPv6, like Mailpit's [::]:1025
+        port=SMTP_PORT,
+        reuse_address=True,
+    )
+    api = Api(maildir)
+    http = await asyncio.start_server(
+        lambda r, w: http_handler(api, r, w), host=None, port=HTTP_PORT, reuse_address=True
+    )
+    log.info(
+        "SMTP on %d, HTTP API on %d, Maildir %s (max message %s, max messages %s)",
+        SMTP_PORT,
+        HTTP_PORT,
+        MAILDIR,
+        f"{max_size // 1048576} MiB" if max_size else "unlimited",
+        keep or "unlimited",
+    )
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pruner = asyncio.create_task(prune_loop(maildir, keep))
+    await stop.wait()
+    log.info("stopping")
+    pruner.cancel()
+    for server in (smtp, http):
+        server.close()
+    await asyncio.wait_for(asyncio.gather(smtp.wait_closed(), http.wait_closed()), 5)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s %(name)s: %(levelname)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    # aiosmtpd logs every peer and command (with addresses) at INFO: warnings and errors only
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    try:
+        sys.exit(asyncio.run(main()))
+    except OSError as e:  # e.g. the Maildir is not writable or a port is taken
+        sys.exit(f"mailserver-smtpd: {e}")
