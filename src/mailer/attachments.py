@@ -48,7 +48,7 @@ def _truncate_utf8(text: str, max_bytes: int) -> str:
 
 
 def _split_ext(name: str) -> tuple[str, str]:
-    """(root, ext) where ext starts with '.', is short and the root is not empty; else (name, '')."""
+    """(root, ext): ext starts with '.', is short, and root is not empty; else (name, '')."""
     idx = name.rfind(".")
     if idx <= 0:
         return name, ""

@@ -43,8 +43,9 @@ class SmtpSender:
         cfg = self.cfg
         ctx = ssl.create_default_context()
         if cfg.smtp_security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.smtp_host, cfg.smtp_port,
-                                                  timeout=self.timeout, context=ctx)
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                cfg.smtp_host, cfg.smtp_port, timeout=self.timeout, context=ctx
+            )
         else:
             smtp = smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=self.timeout)
         with smtp:
@@ -69,11 +70,18 @@ class OutboxWorker:
                 final = row["attempts"] >= MAX_ATTEMPTS
                 retry = None if final else backoff(row["attempts"])
                 self.store.outbox_failed(row["id"], f"{type(exc).__name__}: {exc}", retry)
-                metrics.SMTP_RESULTS.labels(self.cfg.profile, row["kind"],
-                                            "failed" if final else "retry").inc()
-                log.warning("outbound mail not sent", extra={
-                    "kind": row["kind"], "attempt": row["attempts"], "retry_in_s": retry,
-                    "error": str(exc)})
+                metrics.SMTP_RESULTS.labels(
+                    self.cfg.profile, row["kind"], "failed" if final else "retry"
+                ).inc()
+                log.warning(
+                    "outbound mail not sent",
+                    extra={
+                        "kind": row["kind"],
+                        "attempt": row["attempts"],
+                        "retry_in_s": retry,
+                        "error": str(exc),
+                    },
+                )
                 continue
             self.store.outbox_sent(row["id"])
             metrics.SMTP_RESULTS.labels(self.cfg.profile, row["kind"], "sent").inc()

@@ -19,10 +19,12 @@ Decisions (see also the docstrings of ParsedMail and parse):
   declared UTF-8 but written in Latin-1 stays readable). Each fallback is a defect. Headers with
   raw 8-bit bytes are decoded the same way (UTF-8, else windows-1252).
 * Every str in the result is free of NUL and of lone surrogates (safe for PostgreSQL text and
-  UTF-8 encoding); such characters become U+FFFD. Defects never contain mail content (names,
-  subjects, addresses): they are safe to log under the PII rules.
-* Limits: subject at most 1000 characters, nesting depth 20, at most 1000 parts; beyond them the
-  rest is cut or ignored, with a defect.
+  UTF-8 encoding); such characters become U+FFFD (in file names they are dropped). Defects
+  never contain mail content (names, subjects, addresses, file names), only part numbers and
+  sanitised tokens such as charset or header names: they are safe to log under the PII rules.
+* Limits: subject at most 1000 characters, nesting depth 20, at most 1000 parts, at most 100
+  defects (the last one then says how many more there were); beyond them the rest is cut or
+  ignored, with a defect.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from mailer.attachments import KIND_EXTENSIONS, detect_kind, sanitize_filename
 MAX_SUBJECT_CHARS = 1000
 MAX_DEPTH = 20
 MAX_PARTS = 1000
+MAX_DEFECTS = 100
 _MAX_HEADER_CHARS = 16384  # decoded at most; beyond that a header is cut (with a defect)
 _MAX_MESSAGE_ID_CHARS = 998
 _FORWARD_MARK = "---------- Forwarded message ----------"
@@ -103,6 +106,11 @@ def fingerprint(raw: bytes) -> str:
 def _clean(text: str) -> str:
     """NUL and lone surrogates -> U+FFFD: storable in PostgreSQL text, encodable as UTF-8."""
     return _SURROGATES.sub("\ufffd", text).replace("\x00", "\ufffd")
+
+
+def _lines(text: str) -> str:
+    """CRLF and CR line ends -> LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _one_line(text: str) -> str:
@@ -203,11 +211,10 @@ def _decode_unstructured(value: str) -> str:
     try:
         text = str(_POLICY.header_factory("subject", value))
     except Exception:
-        text = value
         try:
             text = str(email.header.make_header(email.header.decode_header(value)))
         except Exception:
-            pass
+            text = value
     return _clean(text)
 
 
@@ -297,7 +304,7 @@ def _filename(part: Message) -> str | None:
         return None
     if "=?" in name:
         name = _decode_unstructured(name)
-    return _clean(str(name)[:_MAX_HEADER_CHARS]) or None
+    return str(name)[:_MAX_HEADER_CHARS] or None  # raw: NUL etc. are for sanitize_filename
 
 
 def _payload_bytes(part: Message) -> bytes:
@@ -376,8 +383,10 @@ class _Body:
             main = html_to_text(self.html[0])
         else:
             main = ""
-        blocks = [main] if main.strip() else []
-        return "\n\n".join(blocks + self.forwarded)
+        if not self.forwarded:
+            return main
+        blocks = [main.rstrip()] if main.strip() else []
+        return "\n\n".join(blocks + [f.rstrip() for f in self.forwarded]) + "\n"
 
 
 @dataclass
@@ -449,35 +458,48 @@ def _visit(part: Message, walk: _Walk, body: _Body, depth: int) -> None:
     walk.count += 1
     where = f"part {walk.count}"
     _normalise_headers(part, where, walk.defects)
-    walk.defects.extend(f"{_defect_name(d)} in {where}" for d in getattr(part, "defects", ()))
     ctype = _content_type(part)
-    maintype = ctype.split("/", 1)[0]
-
     if part.is_multipart():
-        if depth >= MAX_DEPTH:
-            walk.defects.append(f"MIME nesting deeper than {MAX_DEPTH} in {where}, ignored")
-            return
-        if maintype == "message":
-            if ctype not in ("message/rfc822", "message/global"):
-                return  # delivery-status and the like: header blocks, not content
-            inner = _inner_message(part, where, walk.defects)
-            if inner is None:
-                return
-            inner_body = _Body()
-            _visit(inner, walk, inner_body, depth + 1)
-            block = _forward_header(inner)
-            inner_text = inner_body.text()
-            body.forwarded.append(f"{block}\n\n{inner_text}" if inner_text else block)
-            return
-        try:
-            children = part.get_payload()
-        except Exception:
-            children = []
-        for child in children if isinstance(children, list) else []:
-            if isinstance(child, Message):
-                _visit(child, walk, body, depth + 1)
-        return
+        _part_defects(part, where, walk.defects)
+        _visit_container(part, ctype, where, walk, body, depth)
+    else:
+        _visit_leaf(part, ctype, where, walk, body)
+        _part_defects(part, where, walk.defects)  # after decoding: base64 errors land here
 
+
+def _part_defects(part: Message, where: str, defects: list[str]) -> None:
+    defects.extend(f"{_defect_name(d)} in {where}" for d in getattr(part, "defects", ()))
+
+
+def _visit_container(
+    part: Message, ctype: str, where: str, walk: _Walk, body: _Body, depth: int
+) -> None:
+    if depth >= MAX_DEPTH:
+        walk.defects.append(f"MIME nesting deeper than {MAX_DEPTH} in {where}, ignored")
+        return
+    if ctype.startswith("message/"):
+        if ctype not in ("message/rfc822", "message/global"):
+            return  # delivery-status and the like: header blocks, not content
+        inner = _inner_message(part, where, walk.defects)
+        if inner is None:
+            return
+        inner_body = _Body()
+        _visit(inner, walk, inner_body, depth + 1)
+        block = _forward_header(inner)
+        inner_text = inner_body.text()
+        body.forwarded.append(f"{block}\n\n{inner_text}" if inner_text else block)
+        return
+    try:
+        children = part.get_payload()
+    except Exception:
+        children = []
+    for child in children if isinstance(children, list) else []:
+        if isinstance(child, Message):
+            _visit(child, walk, body, depth + 1)
+
+
+def _visit_leaf(part: Message, ctype: str, where: str, walk: _Walk, body: _Body) -> None:
+    maintype = ctype.split("/", 1)[0]
     disposition = _disposition(part)
     filename = _filename(part)
     if maintype == "multipart":
@@ -485,13 +507,14 @@ def _visit(part: Message, walk: _Walk, body: _Body, depth: int) -> None:
     is_body = ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename
     data = _payload_bytes(part)
     if is_body:
-        text = _clean(_decode_bytes(data, _param(part, "charset"), where, walk.defects))
+        text = _lines(_clean(_decode_bytes(data, _param(part, "charset"), where, walk.defects)))
         (body.plain if ctype == "text/plain" else body.html).append(text)
         return
     kind = detect_kind(data)
     fallback = "attachment" + KIND_EXTENSIONS.get(kind or "", "")
     name = walk.unique(sanitize_filename(filename, fallback=fallback))
-    walk.attachments.append(Attachment(name, filename, ctype, data))
+    original = _clean(filename) if filename is not None else None
+    walk.attachments.append(Attachment(name, original, ctype, data))
 
 
 def _parse_message(raw: bytes, defects: list[str]) -> Message:
@@ -559,6 +582,8 @@ def _parse(raw: bytes) -> ParsedMail:
     if not dates:
         defects.append("missing Date")
 
+    if len(defects) > MAX_DEFECTS:
+        defects[MAX_DEFECTS - 1 :] = [f"{len(defects) - MAX_DEFECTS + 1} more defects"]
     outer_html = body.html[0] if body.html else None
     return ParsedMail(
         message_id=message_id,

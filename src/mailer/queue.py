@@ -20,8 +20,14 @@ class Entry:
 
 
 class MailQueue:
-    def __init__(self, client: redis.Redis, profile: str, *, claim_idle_ms: int = 60_000,
-                 guard_ttl_s: int = 7 * 24 * 3600):
+    def __init__(
+        self,
+        client: redis.Redis,
+        profile: str,
+        *,
+        claim_idle_ms: int = 60_000,
+        guard_ttl_s: int = 7 * 24 * 3600,
+    ):
         self.r = client  # decode_responses=False: mail bytes stay bytes
         self.stream = f"mailer:{profile}:incoming"
         self.group = f"{profile}-workers"
@@ -43,8 +49,15 @@ class MailQueue:
         if not self.r.set(guard, b"1", nx=True, ex=self.guard_ttl_s):
             return False
         try:
-            self.r.xadd(self.stream, {b"source": source, b"source_id": source_id,
-                                      b"external_id": external_id, b"raw": raw})
+            self.r.xadd(
+                self.stream,
+                {
+                    b"source": source,
+                    b"source_id": source_id,
+                    b"external_id": external_id,
+                    b"raw": raw,
+                },
+            )
         except Exception:
             self.r.delete(guard)
             raise
@@ -79,16 +92,18 @@ class MailQueue:
             return fields[key].decode("utf-8", "replace")
 
         eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        return Entry(eid, s(b"source"), s(b"source_id"), s(b"external_id"), fields[b"raw"],
-                     deliveries)
+        return Entry(
+            eid, s(b"source"), s(b"source_id"), s(b"external_id"), fields[b"raw"], deliveries
+        )
 
     def read(self, consumer: str, *, block_ms: int = 1000, count: int = 1) -> list[Entry]:
         """Entries for this consumer: first stale ones of dead consumers, then new ones."""
         claimed = self.claim_stale(consumer, count)
         if claimed:
             return claimed
-        res = self.r.xreadgroup(self.group, consumer, {self.stream: ">"}, count=count,
-                                block=block_ms)
+        res = self.r.xreadgroup(
+            self.group, consumer, {self.stream: ">"}, count=count, block=block_ms
+        )
         out = []
         for _stream, entries in res or []:
             for entry_id, fields in entries:
@@ -96,15 +111,22 @@ class MailQueue:
         return out
 
     def claim_stale(self, consumer: str, count: int = 1) -> list[Entry]:
-        res = self.r.xautoclaim(self.stream, self.group, consumer,
-                                min_idle_time=self.claim_idle_ms, start_id="0-0", count=count)
+        res = self.r.xautoclaim(
+            self.stream,
+            self.group,
+            consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id="0-0",
+            count=count,
+        )
         entries = res[1] if res else []
         out = []
         for entry_id, fields in entries:
             if not fields:  # deleted entry
                 continue
-            info = self.r.xpending_range(self.stream, self.group, min=entry_id, max=entry_id,
-                                         count=1)
+            info = self.r.xpending_range(
+                self.stream, self.group, min=entry_id, max=entry_id, count=1
+            )
             deliveries = info[0]["times_delivered"] if info else 2
             out.append(self._entry(entry_id, fields, deliveries))
         return out

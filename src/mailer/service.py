@@ -7,6 +7,7 @@ Exit codes (X2): 0 clean shutdown (the mail in hand is finished first), 1 config
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -20,7 +21,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import redis
 from prometheus_client import make_wsgi_app
 
-from mailer import classify, clamd, metrics
+from mailer import clamd, classify, metrics
 from mailer.config import Config, ConfigError, describe, load_config
 from mailer.outbox import OutboxWorker
 from mailer.queue import MailQueue
@@ -34,15 +35,18 @@ log = logging.getLogger("mailer")
 EXIT_OK, EXIT_CONFIG, EXIT_CONNECTION = 0, 1, 2
 
 
-def _retry(what: str, fn: Callable[[], object], attempts: int, delay: float,
-           stop: threading.Event) -> bool:
+def _retry(
+    what: str, fn: Callable[[], object], attempts: int, delay: float, stop: threading.Event
+) -> bool:
     for attempt in range(1, attempts + 1):
         try:
             fn()
             return True
         except Exception as exc:
-            log.warning(f"{what} unreachable", extra={
-                "attempt": attempt, "of": attempts, "error": f"{type(exc).__name__}: {exc}"})
+            log.warning(
+                f"{what} unreachable",
+                extra={"attempt": attempt, "of": attempts, "error": f"{type(exc).__name__}: {exc}"},
+            )
             if attempt < attempts and stop.wait(delay):
                 return False
     log.error(f"{what} still unreachable after {attempts} attempts; exiting with code 2")
@@ -56,7 +60,8 @@ class Fetcher:
 
     def known(self, ids: list[str]) -> set[str]:
         return self.store.known_source_ids(self.source.name, ids) | self.queue.enqueued(
-            self.source.name, ids)
+            self.source.name, ids
+        )
 
     def committed(self, ids: list[str]) -> set[str]:
         return self.store.known_source_ids(self.source.name, ids)
@@ -67,8 +72,9 @@ class Fetcher:
         for mail in self.source.poll(self.known, delete):
             if self.queue.enqueue(self.source.name, mail.source_id, mail.external_id, mail.raw):
                 added += 1
-                log.info("email fetched", extra={"external_id": mail.external_id,
-                                                 "bytes": len(mail.raw)})
+                log.info(
+                    "email fetched", extra={"external_id": mail.external_id, "bytes": len(mail.raw)}
+                )
         return added
 
     def run(self, stop: threading.Event) -> None:
@@ -83,17 +89,15 @@ class Fetcher:
                 failures += 1
                 metrics.MAILBOX_UP.labels(self.cfg.profile).set(0)
                 log.warning("mailbox poll failed", extra={"error": str(exc), "failures": failures})
-                stop.wait(min(self.cfg.poll_seconds * 2 ** failures, 60))
+                stop.wait(min(self.cfg.poll_seconds * 2**failures, 60))
                 continue
             except Exception:
                 failures += 1
                 log.exception("mailbox poll failed unexpectedly")
-                stop.wait(min(self.cfg.poll_seconds * 2 ** failures, 60))
+                stop.wait(min(self.cfg.poll_seconds * 2**failures, 60))
                 continue
-            try:
+            with contextlib.suppress(redis.RedisError):
                 metrics.QUEUE_DEPTH.labels(self.cfg.profile).set(self.queue.depth())
-            except redis.RedisError:
-                pass
             if isinstance(self.source, ImapSource):
                 try:
                     self.source.wait(self.cfg.poll_seconds * 12, stop)
@@ -116,14 +120,18 @@ def make_app(ready: Callable[[], dict[str, bool]], alive: Callable[[], bool]):
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
             ok = alive()
-            start_response("200 OK" if ok else "503 Service Unavailable",
-                           [("Content-Type", "application/json")])
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "application/json")],
+            )
             return [json.dumps({"status": "ok" if ok else "failing"}).encode()]
         if path == "/readyz":
             checks = ready()
             ok = all(checks.values())
-            start_response("200 OK" if ok else "503 Service Unavailable",
-                           [("Content-Type", "application/json")])
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "application/json")],
+            )
             return [json.dumps({"ready": ok, "checks": checks}).encode()]
         if path == "/metrics":
             return metrics_app(environ, start_response)
@@ -136,10 +144,17 @@ def make_app(ready: Callable[[], dict[str, bool]], alive: Callable[[], bool]):
 def build_source(cfg: Config):
     kw = dict(tls=cfg.source_protocol.endswith("s"), addresses=cfg.addresses)
     if cfg.source_protocol.startswith("pop3"):
-        return Pop3Source(cfg.source_host, cfg.source_port, cfg.source_user,
-                          cfg.source_password, **kw)
-    return ImapSource(cfg.source_host, cfg.source_port, cfg.source_user, cfg.source_password,
-                      mailbox=cfg.source_mailbox, **kw)
+        return Pop3Source(
+            cfg.source_host, cfg.source_port, cfg.source_user, cfg.source_password, **kw
+        )
+    return ImapSource(
+        cfg.source_host,
+        cfg.source_port,
+        cfg.source_user,
+        cfg.source_password,
+        mailbox=cfg.source_mailbox,
+        **kw,
+    )
 
 
 def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int:
@@ -148,28 +163,50 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
     try:
         cfg = load_config(os.environ if env is None else env)
     except ConfigError as exc:
-        print(json.dumps({"ts": datetime.now(UTC).isoformat(), "level": "ERROR",
-                          "logger": "mailer", "msg": f"configuration error: {exc}"}),
-              file=sys.stderr, flush=True)
+        print(
+            json.dumps(
+                {
+                    "ts": datetime.now(UTC).isoformat(),
+                    "level": "ERROR",
+                    "logger": "mailer",
+                    "msg": f"configuration error: {exc}",
+                }
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
         return EXIT_CONFIG
     setup_logging(cfg.log_level, cfg.secrets())
-    log.info("configuration loaded (secrets read from their files, values not logged)",
-             extra={"config": describe(cfg)})
+    log.info(
+        "configuration loaded (secrets read from their files, values not logged)",
+        extra={"config": describe(cfg)},
+    )
 
     stop = threading.Event()
 
     def on_signal(signum, _frame):
-        log.info("shutdown requested; finishing the mail in hand",
-                 extra={"signal": signal.Signals(signum).name})
+        log.info(
+            "shutdown requested; finishing the mail in hand",
+            extra={"signal": signal.Signals(signum).name},
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    r = redis.Redis(host=cfg.redis_host, port=cfg.redis_port, password=cfg.redis_password,
-                    socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
-    store = Store(conninfo(cfg.db_host, cfg.db_port, cfg.db_name, cfg.db_user, cfg.db_password),
-                  max_size=cfg.db_pool_max, name=f"{cfg.profile}-mailer")
+    r = redis.Redis(
+        host=cfg.redis_host,
+        port=cfg.redis_port,
+        password=cfg.redis_password,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    store = Store(
+        conninfo(cfg.db_host, cfg.db_port, cfg.db_name, cfg.db_user, cfg.db_password),
+        max_size=cfg.db_pool_max,
+        name=f"{cfg.profile}-mailer",
+    )
     queue = MailQueue(r, cfg.profile)
     source = build_source(cfg)
 
@@ -177,19 +214,27 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
         store.open(timeout=10)
         store.migrate()
 
-    checks = [("redis", lambda: (r.ping(), queue.ensure_group())), ("postgres", open_db),
-              (f"mailbox {source.name}", source.check)]
+    checks = [
+        ("redis", lambda: (r.ping(), queue.ensure_group())),
+        ("postgres", open_db),
+        (f"mailbox {source.name}", source.check),
+    ]
     for what, fn in checks:
         if not _retry(what, fn, start_attempts, start_delay, stop):
             if stop.is_set():
                 return EXIT_OK
             return EXIT_CONNECTION
     if not clamd.ping(cfg.clamd_host, cfg.clamd_port):
-        log.warning("clamd not answering yet: mails with attachments wait until it does",
-                    extra={"clamd": f"{cfg.clamd_host}:{cfg.clamd_port}"})
+        log.warning(
+            "clamd not answering yet: mails with attachments wait until it does",
+            extra={"clamd": f"{cfg.clamd_host}:{cfg.clamd_port}"},
+        )
 
-    ollama = (classify.OllamaClient(cfg.ollama_url, cfg.ollama_model, cfg.ollama_timeout)
-              if cfg.ollama_url else None)
+    ollama = (
+        classify.OllamaClient(cfg.ollama_url, cfg.ollama_model, cfg.ollama_timeout)
+        if cfg.ollama_url
+        else None
+    )
     fetcher = Fetcher(cfg, source, queue, store)
     worker = Worker(cfg, store, queue, ollama, consumer=cfg.worker_id)
     outbox = OutboxWorker(cfg, store)
@@ -204,28 +249,34 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
 
     def ready() -> dict[str, bool]:
         recent = fetcher.last_ok is not None and (
-            time.monotonic() - fetcher.last_ok < max(cfg.poll_seconds * 30, 120))
+            time.monotonic() - fetcher.last_ok < max(cfg.poll_seconds * 30, 120)
+        )
         try:
             redis_ok = bool(r.ping())
         except redis.RedisError:
             redis_ok = False
-        return {"postgres": store.ping(), "redis": redis_ok, "mailbox": recent,
-                "threads": alive()}
+        return {"postgres": store.ping(), "redis": redis_ok, "mailbox": recent, "threads": alive()}
 
-    server: WSGIServer = make_server("0.0.0.0", cfg.http_port, make_app(ready, alive),
-                                     handler_class=_QuietHandler)
+    server: WSGIServer = make_server(
+        "0.0.0.0", cfg.http_port, make_app(ready, alive), handler_class=_QuietHandler
+    )
     http = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     http.start()
     for t in threads.values():
         t.start()
     metrics.MAILBOX_UP.labels(cfg.profile).set(0)
-    log.info("Service running", extra={"profile": cfg.profile, "source": source.name,
-                                       "ai": "ollama" if ollama else "rules only"})
+    log.info(
+        "Service running",
+        extra={
+            "profile": cfg.profile,
+            "source": source.name,
+            "ai": "ollama" if ollama else "rules only",
+        },
+    )
     while not stop.wait(1.0):
         dead = [n for n, t in threads.items() if not t.is_alive()]
         if dead:
-            log.error("a thread died; exiting so the container restarts",
-                      extra={"threads": dead})
+            log.error("a thread died; exiting so the container restarts", extra={"threads": dead})
             stop.set()
             server.shutdown()
             return EXIT_CONNECTION

@@ -4,6 +4,7 @@ mail is marked done at its source (POP3 DELE, IMAP \\Seen) only once it is commi
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import imaplib
@@ -62,8 +63,17 @@ class Pop3Source:
     """Mailpit's POP3 lists every captured message (all recipients, newest 100) with its message
     ID as the UIDL: we take only mail addressed to our own addresses and leave the rest alone."""
 
-    def __init__(self, host: str, port: int, user: str, password: str, *, tls: bool,
-                 addresses: tuple[str, ...], timeout: float = 30.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        *,
+        tls: bool,
+        addresses: tuple[str, ...],
+        timeout: float = 30.0,
+    ):
         self.host, self.port, self.user, self._password = host, port, user, password
         self.tls, self.addresses, self.timeout = tls, set(addresses), timeout
         self.name = f"{'pop3s' if tls else 'pop3'}://{host}:{port}"
@@ -72,8 +82,9 @@ class Pop3Source:
     def _connect(self) -> poplib.POP3:
         try:
             if self.tls:
-                conn = poplib.POP3_SSL(self.host, self.port, timeout=self.timeout,
-                                       context=ssl.create_default_context())
+                conn = poplib.POP3_SSL(
+                    self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+                )
             else:
                 conn = poplib.POP3(self.host, self.port, timeout=self.timeout)
             conn.user(self.user)
@@ -86,8 +97,11 @@ class Pop3Source:
         """Log in and out once (start-up check)."""
         self._connect().quit()
 
-    def poll(self, known: Callable[[list[str]], set[str]],
-             delete: Callable[[list[str]], set[str]] | None = None) -> Iterator[Fetched]:
+    def poll(
+        self,
+        known: Callable[[list[str]], set[str]],
+        delete: Callable[[list[str]], set[str]] | None = None,
+    ) -> Iterator[Fetched]:
         """Yield our mails whose UIDL `known` does not report; DELE those `delete` reports as
         committed (only when deletion is configured)."""
         conn = self._connect()
@@ -127,9 +141,19 @@ class ImapSource:
     """IMAP with a UID high-water mark per UIDVALIDITY, IDLE to wait for new mail (polling where
     the server lacks IDLE), and \\Seen set only on committed mails."""
 
-    def __init__(self, host: str, port: int, user: str, password: str, *, tls: bool,
-                 addresses: tuple[str, ...], mailbox: str = "INBOX", timeout: float = 30.0,
-                 idle_seconds: float = 290.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        *,
+        tls: bool,
+        addresses: tuple[str, ...],
+        mailbox: str = "INBOX",
+        timeout: float = 30.0,
+        idle_seconds: float = 290.0,
+    ):
         self.host, self.port, self.user, self._password = host, port, user, password
         self.tls, self.addresses, self.mailbox = tls, set(addresses), mailbox
         self.timeout, self.idle_seconds = timeout, idle_seconds
@@ -141,24 +165,33 @@ class ImapSource:
     def _connect(self) -> imaplib.IMAP4:
         try:
             if self.tls:
-                conn = imaplib.IMAP4_SSL(self.host, self.port, timeout=self.timeout,
-                                         ssl_context=ssl.create_default_context())
+                conn = imaplib.IMAP4_SSL(
+                    self.host,
+                    self.port,
+                    timeout=self.timeout,
+                    ssl_context=ssl.create_default_context(),
+                )
             else:
                 conn = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
             conn.login(self.user, self._password)
             typ, _ = conn.select(self.mailbox)
             if typ != "OK":
                 raise SourceError(f"{self.name}: cannot select {self.mailbox}")
-            m = _UIDVALIDITY.search(b" ".join(
-                x for x in conn.untagged_responses.get("OK", []) if isinstance(x, bytes)))
+            m = _UIDVALIDITY.search(
+                b" ".join(x for x in conn.untagged_responses.get("OK", []) if isinstance(x, bytes))
+            )
             validity = conn.untagged_responses.get("UIDVALIDITY", [None])[-1]
-            validity = validity.decode() if isinstance(validity, bytes) else (
-                m.group(1).decode() if m else "0")
+            validity = (
+                validity.decode()
+                if isinstance(validity, bytes)
+                else (m.group(1).decode() if m else "0")
+            )
             if self.uidvalidity not in (None, validity):
-                log.warning("UIDVALIDITY changed: every message gets a new id; Message-ID "
-                            "dedupe keeps them from being stored twice",
-                            extra={"source": self.name, "old": self.uidvalidity,
-                                   "new": validity})
+                log.warning(
+                    "UIDVALIDITY changed: every message gets a new id; Message-ID "
+                    "dedupe keeps them from being stored twice",
+                    extra={"source": self.name, "old": self.uidvalidity, "new": validity},
+                )
             self.uidvalidity = validity
             return conn
         except (OSError, imaplib.IMAP4.error) as exc:
@@ -171,10 +204,8 @@ class ImapSource:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
                 self._conn.logout()
-            except (OSError, imaplib.IMAP4.error):
-                pass
             self._conn = None
 
     def check(self) -> None:
@@ -183,8 +214,11 @@ class ImapSource:
     def sid(self, uid: str) -> str:
         return f"{self.uidvalidity}:{uid}"
 
-    def poll(self, known: Callable[[list[str]], set[str]],
-             delete: Callable[[list[str]], set[str]] | None = None) -> Iterator[Fetched]:
+    def poll(
+        self,
+        known: Callable[[list[str]], set[str]],
+        delete: Callable[[list[str]], set[str]] | None = None,
+    ) -> Iterator[Fetched]:
         try:
             conn = self._ensure()
             conn.noop()  # refreshes EXISTS and detects a dead connection
@@ -201,8 +235,10 @@ class ImapSource:
                 if sid in skip:
                     continue
                 typ, data = conn.uid(
-                    "FETCH", uid,
-                    "(BODY.PEEK[HEADER.FIELDS (TO CC DELIVERED-TO X-ORIGINAL-TO ENVELOPE-TO)])")
+                    "FETCH",
+                    uid,
+                    "(BODY.PEEK[HEADER.FIELDS (TO CC DELIVERED-TO X-ORIGINAL-TO ENVELOPE-TO)])",
+                )
                 headers = b"".join(p[1] for p in data if isinstance(p, tuple))
                 if not (recipients_of(headers) & self.addresses):
                     self._foreign.add(sid)
@@ -220,7 +256,8 @@ class ImapSource:
         try:
             conn = self._ensure()
             if b"IDLE" not in b" ".join(
-                    c if isinstance(c, bytes) else c.encode() for c in conn.capabilities):
+                c if isinstance(c, bytes) else c.encode() for c in conn.capabilities
+            ):
                 stop.wait(seconds)
                 return
             tag = conn._new_tag()

@@ -85,7 +85,11 @@ class MailRow:
 class Store:
     def __init__(self, conninfo: str, *, max_size: int = 5, name: str = "mailer"):
         self.pool = ConnectionPool(
-            conninfo, min_size=1, max_size=max_size, name=name, open=False,
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            name=name,
+            open=False,
             kwargs={"application_name": name},
         )
 
@@ -106,23 +110,22 @@ class Store:
     def migrate(self) -> list[str]:
         """Apply the migrations not applied yet, each in its own transaction; return their names."""
         applied = []
-        with self.pool.connection() as conn:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for version, name, sql in migrations():
+                if version in done:
+                    continue
+                conn.execute(sql)
                 conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-                    "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                    (version, name),
                 )
-                done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-                for version, name, sql in migrations():
-                    if version in done:
-                        continue
-                    conn.execute(sql)
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                        (version, name),
-                    )
-                    applied.append(name)
+                applied.append(name)
         for name in applied:
             log.info("schema migration applied", extra={"migration": name})
         return applied
@@ -180,9 +183,15 @@ class Store:
                         "INSERT INTO duplicates (source, source_id, external_id, message_id, "
                         "fingerprint, email_id, raw) VALUES (%s, %s, %s, %s, %s, %s, %s) "
                         "ON CONFLICT (source, source_id) DO NOTHING",
-                        (mail.source, mail.source_id, mail.external_id, mail.message_id,
-                         mail.fingerprint, first[0],
-                         None if first[1] == mail.fingerprint else mail.raw),
+                        (
+                            mail.source,
+                            mail.source_id,
+                            mail.external_id,
+                            mail.message_id,
+                            mail.fingerprint,
+                            first[0],
+                            None if first[1] == mail.fingerprint else mail.raw,
+                        ),
                     )
                     return "duplicate", first[0]
             email_id = cur.execute(
@@ -191,23 +200,51 @@ class Store:
                    summary, ai_source, ai_latency_ms, ai_error, processing_ms, worker)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
                    %s, %s) RETURNING id""",
-                (mail.source, mail.source_id, mail.external_id, mail.message_id,
-                 mail.fingerprint, mail.sender, mail.recipients, mail.subject, mail.sent_at,
-                 mail.body_text, mail.defects, mail.status, mail.category, mail.summary,
-                 mail.ai_source, mail.ai_latency_ms, mail.ai_error, mail.processing_ms,
-                 mail.worker),
+                (
+                    mail.source,
+                    mail.source_id,
+                    mail.external_id,
+                    mail.message_id,
+                    mail.fingerprint,
+                    mail.sender,
+                    mail.recipients,
+                    mail.subject,
+                    mail.sent_at,
+                    mail.body_text,
+                    mail.defects,
+                    mail.status,
+                    mail.category,
+                    mail.summary,
+                    mail.ai_source,
+                    mail.ai_latency_ms,
+                    mail.ai_error,
+                    mail.processing_ms,
+                    mail.worker,
+                ),
             ).fetchone()[0]
-            cur.execute("INSERT INTO raw_messages (email_id, raw) VALUES (%s, %s)",
-                        (email_id, mail.raw))
+            cur.execute(
+                "INSERT INTO raw_messages (email_id, raw) VALUES (%s, %s)", (email_id, mail.raw)
+            )
             for a in mail.attachments:
                 cur.execute(
                     """INSERT INTO attachments (email_id, position, filename, original_filename,
                        declared_type, kind, size_bytes, sha256, storage_path, virus_scan_status,
                        virus_signature, refused_reason)
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                    (email_id, a.position, a.filename, a.original_filename, a.declared_type,
-                     a.kind, a.size_bytes, a.sha256, a.storage_path, a.virus_scan_status,
-                     a.virus_signature, a.refused_reason),
+                    (
+                        email_id,
+                        a.position,
+                        a.filename,
+                        a.original_filename,
+                        a.declared_type,
+                        a.kind,
+                        a.size_bytes,
+                        a.sha256,
+                        a.storage_path,
+                        a.virus_scan_status,
+                        a.virus_signature,
+                        a.refused_reason,
+                    ),
                 )
             for o in mail.outbox:
                 cur.execute(
@@ -222,35 +259,43 @@ class Store:
         """Take due rows (pending, or 'sending' for longer than stale_after_s: a sender that
         died mid-send) and mark them sending, so two senders never take the same row."""
         with self.pool.connection() as conn, conn.transaction():
-            conn.row_factory = dict_row
-            rows = conn.execute(
-                """UPDATE outbox SET status = 'sending', attempts = attempts + 1,
+            rows = (
+                conn.cursor(row_factory=dict_row)
+                .execute(
+                    """UPDATE outbox SET status = 'sending', attempts = attempts + 1,
                        next_attempt_at = now() + make_interval(secs => %s)
                    WHERE id IN (
                        SELECT id FROM outbox
                        WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
                        ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
                    RETURNING id, kind, recipient, subject, body, message_id, attempts""",
-                (stale_after_s, limit),
-            ).fetchall()
+                    (stale_after_s, limit),
+                )
+                .fetchall()
+            )
         return rows
 
     def outbox_sent(self, outbox_id: int) -> None:
         with self.pool.connection() as conn:
             conn.execute(
                 "UPDATE outbox SET status = 'sent', sent_at = now(), last_error = NULL "
-                "WHERE id = %s", (outbox_id,))
+                "WHERE id = %s",
+                (outbox_id,),
+            )
 
     def outbox_failed(self, outbox_id: int, error: str, retry_in_s: float | None) -> None:
         with self.pool.connection() as conn:
             if retry_in_s is None:
-                conn.execute("UPDATE outbox SET status = 'failed', last_error = %s WHERE id = %s",
-                             (error, outbox_id))
+                conn.execute(
+                    "UPDATE outbox SET status = 'failed', last_error = %s WHERE id = %s",
+                    (error, outbox_id),
+                )
             else:
                 conn.execute(
                     "UPDATE outbox SET status = 'pending', last_error = %s, "
                     "next_attempt_at = now() + make_interval(secs => %s) WHERE id = %s",
-                    (error, retry_in_s, outbox_id))
+                    (error, retry_in_s, outbox_id),
+                )
 
 
 def conninfo(host: str, port: int, dbname: str, user: str, password: str) -> str:

@@ -27,8 +27,15 @@ from mailer.store import AttachmentRow, MailRow, OutboxRow, Store
 
 log = logging.getLogger("mailer.worker")
 
-TRANSIENT = (clamd.ClamdUnavailable, psycopg.OperationalError, psycopg.InterfaceError,
-             redis.ConnectionError, redis.TimeoutError, TimeoutError, ConnectionError)
+TRANSIENT = (
+    clamd.ClamdUnavailable,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    TimeoutError,
+    ConnectionError,
+)
 
 SUBJECTS = {
     "praxis": {
@@ -42,9 +49,9 @@ SUBJECTS = {
 }
 BODIES = {
     "praxis": "Guten Tag,\n\nvielen Dank für Ihre Nachricht. Wir melden uns so bald wie möglich.\n"
-              "\nIhre Praxis\n",
+    "\nIhre Praxis\n",
     "ecom": "Hello,\n\nthank you for your message. We will get back to you shortly.\n\n"
-            "Your shop team\n",
+    "Your shop team\n",
 }
 
 
@@ -60,10 +67,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def message_key(parsed: parsing.ParsedMail, fingerprint: str) -> str:
-    """The {message_id} folder of A1: the Message-ID made safe, else the raw mail's hash."""
-    if parsed.message_id:
-        return attachments.sanitize_filename(parsed.message_id, fallback=f"fp-{fingerprint[:24]}")
-    return f"fp-{fingerprint[:24]}"
+    """The {message_id} folder of A1: the Message-ID (made safe by storage_path), else the raw
+    mail's hash."""
+    return parsed.message_id or f"fp-{fingerprint[:24]}"
 
 
 def is_automatic(parsed: parsing.ParsedMail, raw: bytes, cfg: Config) -> bool:
@@ -79,8 +85,14 @@ def is_automatic(parsed: parsing.ParsedMail, raw: bytes, cfg: Config) -> bool:
 
 
 class Worker:
-    def __init__(self, cfg: Config, store: Store, queue: MailQueue,
-                 ollama: classify.OllamaClient | None, consumer: str):
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        queue: MailQueue,
+        ollama: classify.OllamaClient | None,
+        consumer: str,
+    ):
         self.cfg, self.store, self.queue = cfg, store, queue
         self.ollama, self.consumer = ollama, consumer
         self.busy = threading.Event()
@@ -106,7 +118,11 @@ class Worker:
                     break  # SIGTERM: the mail in hand is finished, the next stays queued
 
     def handle_with_retry(self, entry: Entry, stop: threading.Event) -> None:
-        attempt = 0
+        """Transient failures (a dependency down) are retried here with backoff: every mail
+        needs that dependency. A failure of this one mail is retried a few times, then the mail
+        is parked unacknowledged, so it cannot block the mails behind it; the queue hands it
+        out again after claim_idle_ms."""
+        attempt = failures = 0
         while True:
             attempt += 1
             try:
@@ -118,14 +134,31 @@ class Worker:
                 metrics.RETRIES.labels(self.cfg.profile, cause).inc()
                 if isinstance(exc, clamd.ClamdUnavailable):
                     metrics.ATTACHMENT_SCANS.labels(self.cfg.profile, "unavailable").inc()
-                delay = min(2.0 ** attempt, 30.0)
-                log.warning("mail waits: a service it needs is unreachable", extra={
-                    "external_id": entry.external_id, "cause": cause, "error": str(exc),
-                    "attempt": attempt, "retry_in_s": delay})
+                delay = min(2.0**attempt, 30.0)
+                log.warning(
+                    "mail waits: a service it needs is unreachable",
+                    extra={
+                        "external_id": entry.external_id,
+                        "cause": cause,
+                        "error": str(exc),
+                        "attempt": attempt,
+                        "retry_in_s": delay,
+                    },
+                )
             except Exception as exc:  # a bug must not drop the mail: it stays queued
-                delay = min(5.0 * attempt, 60.0)
-                log.exception("processing failed; the mail stays queued", extra={
-                    "external_id": entry.external_id, "attempt": attempt, "error": str(exc)})
+                failures += 1
+                metrics.RETRIES.labels(self.cfg.profile, "error").inc()
+                log.exception(
+                    "processing failed; the mail stays queued",
+                    extra={"external_id": entry.external_id, "attempt": attempt, "error": str(exc)},
+                )
+                if failures >= 3:
+                    log.error(
+                        "mail parked unacknowledged after 3 failures; retried later",
+                        extra={"external_id": entry.external_id},
+                    )
+                    return
+                delay = 2.0 * failures
             finally:
                 self.busy.clear()
             if stop.wait(delay):
@@ -135,12 +168,19 @@ class Worker:
     def handle(self, entry: Entry) -> None:
         cfg = self.cfg
         start = time.monotonic()
-        log.info(f"Processing email: {entry.external_id}", extra={
-            "external_id": entry.external_id, "source": entry.source,
-            "delivery": entry.deliveries})
+        log.info(
+            f"Processing email: {entry.external_id}",
+            extra={
+                "external_id": entry.external_id,
+                "source": entry.source,
+                "delivery": entry.deliveries,
+            },
+        )
         if self.store.is_stored(entry.source, entry.source_id):
-            log.info("already stored; acknowledging the repeated entry",
-                     extra={"external_id": entry.external_id})
+            log.info(
+                "already stored; acknowledging the repeated entry",
+                extra={"external_id": entry.external_id},
+            )
             self.queue.ack(entry)
             return
         parsed = parsing.parse(entry.raw)
@@ -152,14 +192,27 @@ class Worker:
         result = self._classify(parsed)
         status = "processed" if result.source == "ollama" else "processed_without_ai"
         mail = MailRow(
-            source=entry.source, source_id=entry.source_id, external_id=entry.external_id,
-            message_id=parsed.message_id, fingerprint=fingerprint, sender=parsed.sender,
-            recipients=parsed.recipients, subject=parsed.subject, sent_at=parsed.date,
-            body_text=parsed.text, defects=parsed.defects, status=status,
-            category=result.category, summary=result.summary, ai_source=result.source,
+            source=entry.source,
+            source_id=entry.source_id,
+            external_id=entry.external_id,
+            message_id=parsed.message_id,
+            fingerprint=fingerprint,
+            sender=parsed.sender,
+            recipients=parsed.recipients,
+            subject=parsed.subject,
+            sent_at=parsed.date,
+            body_text=parsed.text,
+            defects=parsed.defects,
+            status=status,
+            category=result.category,
+            summary=result.summary,
+            ai_source=result.source,
             ai_latency_ms=None if result.latency_s is None else int(result.latency_s * 1000),
-            ai_error=result.error, processing_ms=int((time.monotonic() - start) * 1000),
-            worker=self.consumer, raw=entry.raw, attachments=rows,
+            ai_error=result.error,
+            processing_ms=int((time.monotonic() - start) * 1000),
+            worker=self.consumer,
+            raw=entry.raw,
+            attachments=rows,
             outbox=self._outbox(entry, parsed, result),
         )
         outcome, email_id = self.store.save(mail)
@@ -177,23 +230,37 @@ class Worker:
                     metrics.ATTACHMENTS_REFUSED.labels(cfg.profile, reason).inc()
         elif outcome == "duplicate":
             metrics.EMAILS_DUPLICATE.labels(cfg.profile).inc()
-        log.info("email stored" if outcome == "stored" else f"email {outcome}", extra={
-            "external_id": entry.external_id, "email_id": email_id, "status": status,
-            "category": result.category, "attachments": len(rows),
-            "defects": len(parsed.defects), "seconds": round(took, 3)})
+        log.info(
+            "email stored" if outcome == "stored" else f"email {outcome}",
+            extra={
+                "external_id": entry.external_id,
+                "email_id": email_id,
+                "status": status,
+                "category": result.category,
+                "attachments": len(rows),
+                "defects": len(parsed.defects),
+                "seconds": round(took, 3),
+            },
+        )
 
-    def _attachment(self, position: int, att: parsing.Attachment, key: str,
-                    now: datetime) -> AttachmentRow:
+    def _attachment(
+        self, position: int, att: parsing.Attachment, key: str, now: datetime
+    ) -> AttachmentRow:
         cfg = self.cfg
         data = att.data
         row = AttachmentRow(
-            position=position, filename=att.filename, original_filename=att.original_filename,
-            declared_type=att.declared_type, kind=attachments.detect_kind(data),
-            size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), storage_path=None,
-            virus_scan_status="refused")
+            position=position,
+            filename=att.filename,
+            original_filename=att.original_filename,
+            declared_type=att.declared_type,
+            kind=attachments.detect_kind(data),
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            storage_path=None,
+            virus_scan_status="refused",
+        )
         if len(data) > cfg.max_attachment_bytes:
-            row.refused_reason = (f"too large: {len(data)} bytes > "
-                                  f"{cfg.max_attachment_bytes} bytes")
+            row.refused_reason = f"too large: {len(data)} > {cfg.max_attachment_bytes}"
             return row  # never stored, so never scanned; the raw mail keeps it
         try:  # every file is scanned before anything is decided or written (A4)
             scan = clamd.scan(cfg.clamd_host, cfg.clamd_port, data, timeout=cfg.clamd_timeout)
@@ -205,8 +272,14 @@ class Worker:
             _write_atomic(path, data)
             row.virus_scan_status, row.virus_signature = "infected", scan.signature
             row.storage_path = str(path.relative_to(cfg.data_dir))
-            log.warning("infected attachment quarantined", extra={
-                "signature": scan.signature, "filename": att.filename, "path": row.storage_path})
+            log.warning(
+                "infected attachment quarantined",
+                extra={
+                    "signature": scan.signature,
+                    "attachment": att.filename,
+                    "path": row.storage_path,
+                },
+            )
             return row
         decision = attachments.decide(att.filename, data, cfg.max_attachment_bytes)
         if not decision.accepted:
@@ -223,29 +296,48 @@ class Worker:
         result = classify.classify(self.cfg.profile, parsed.subject, parsed.text, self.ollama)
         if result.source == "ollama":
             metrics.AI_SECONDS.labels(self.cfg.profile).observe(result.latency_s or 0.0)
-            log.info("Ollama response", extra={
-                "category": result.category, "latency_s": round(result.latency_s or 0.0, 3),
-                "model": self.cfg.ollama_model})
+            log.info(
+                "Ollama response",
+                extra={
+                    "category": result.category,
+                    "latency_s": round(result.latency_s or 0.0, 3),
+                    "model": self.cfg.ollama_model,
+                },
+            )
         elif self.ollama is not None:
             metrics.AI_FALLBACK.labels(self.cfg.profile).inc()
-            log.warning("Ollama unavailable; classified by rules", extra={
-                "error": result.error, "category": result.category})
+            log.warning(
+                "Ollama unavailable; classified by rules",
+                extra={"error": result.error, "category": result.category},
+            )
         return result
 
-    def _outbox(self, entry: Entry, parsed: parsing.ParsedMail,
-                result: classify.Classification) -> list[OutboxRow]:
+    def _outbox(
+        self, entry: Entry, parsed: parsing.ParsedMail, result: classify.Classification
+    ) -> list[OutboxRow]:
         cfg = self.cfg
         domain = cfg.smtp_from.rsplit("@", 1)[-1]
         stem = hashlib.sha256(f"{entry.source}|{entry.source_id}".encode()).hexdigest()[:24]
         texts = SUBJECTS[cfg.profile]
         subject = (parsed.subject or "(ohne Betreff)")[:150]
-        rows = [OutboxRow(
-            "notification", cfg.staff_address,
-            texts["notification"].format(category=result.category, subject=subject),
-            f"{result.summary}\n\nexternal_id: {entry.external_id}\n"
-            f"attachments: {len(parsed.attachments)}\n",
-            f"<notification.{stem}@{domain}>")]
+        rows = [
+            OutboxRow(
+                "notification",
+                cfg.staff_address,
+                texts["notification"].format(category=result.category, subject=subject),
+                f"{result.summary}\n\nexternal_id: {entry.external_id}\n"
+                f"attachments: {len(parsed.attachments)}\n",
+                f"<notification.{stem}@{domain}>",
+            )
+        ]
         if cfg.send_acknowledgement and not is_automatic(parsed, entry.raw, cfg):
-            rows.append(OutboxRow("acknowledgement", parsed.sender, texts["acknowledgement"],
-                                  BODIES[cfg.profile], f"<ack.{stem}@{domain}>"))
+            rows.append(
+                OutboxRow(
+                    "acknowledgement",
+                    parsed.sender,
+                    texts["acknowledgement"],
+                    BODIES[cfg.profile],
+                    f"<ack.{stem}@{domain}>",
+                )
+            )
         return rows

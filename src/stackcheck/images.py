@@ -45,14 +45,10 @@ def specs_from_compose(path: Path) -> list[BuildSpec]:
             continue
         if isinstance(build, str):
             build = {"context": build}
-        out.append(
-            BuildSpec(
-                name,
-                svc["image"],
-                (path.parent / build["context"]).resolve(),
-                build.get("dockerfile", "Dockerfile"),
-            )
-        )
+        if any(o.image == svc["image"] for o in out):
+            continue
+        context = (path.parent / build.get("context", ".")).resolve()
+        out.append(BuildSpec(name, svc["image"], context, build.get("dockerfile", "Dockerfile")))
     return out
 
 

@@ -13,10 +13,28 @@ import secrets
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from stackcheck import project_root
+
+
+def copy(*values: str) -> str:
+    """The same value for a second reader: a secret file is mode 0400 and has one owner, so a
+    password two services need exists twice, each copy owned by its reader."""
+    return values[0] + "\n"
+
+
+def redis_acl(password: str) -> str:
+    """An ACL file line for the default user that stores only the password's SHA-256."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    return f"user default on sanitize-payload #{digest} ~* &* +@all\n"
+
+
+def mailpit_auth(praxis: str, ecom: str) -> str:
+    """Mailpit's MP_POP3_AUTH_FILE: one `user:password` entry per mailer."""
+    return f"praxis:{praxis}\necom:{ecom}\n"
 
 
 @dataclass(frozen=True)
@@ -24,10 +42,20 @@ class SecretSpec:
     name: str
     uid: int
     gid: int
-    derive_from: str | None = None  # generated from another secret instead of at random
+    # generated from other secrets (in this order) instead of at random, by `derive`
+    derive_from: str | tuple[str, ...] | None = None
+    derive: Callable[..., str] = copy
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        if self.derive_from is None:
+            return ()
+        return (self.derive_from,) if isinstance(self.derive_from, str) else self.derive_from
 
 
 POSTGRES_UID = REDIS_UID = 999  # the official images' postgres and redis users
+MAILPIT_UID = 1025
+PRAXIS_UID, ECOM_UID, MAILER_GID = 1001, 1002, 1000  # our mailer image's users
 
 SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("postgres_password", POSTGRES_UID, POSTGRES_UID),
@@ -35,7 +63,15 @@ SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("ecom_db_password", POSTGRES_UID, POSTGRES_UID),
     SecretSpec("n8n_db_password", POSTGRES_UID, POSTGRES_UID),
     SecretSpec("redis_password", REDIS_UID, REDIS_UID),
-    SecretSpec("redis_acl", REDIS_UID, REDIS_UID, derive_from="redis_password"),
+    SecretSpec("redis_acl", REDIS_UID, REDIS_UID, "redis_password", redis_acl),
+    SecretSpec("praxis_pop3_password", PRAXIS_UID, MAILER_GID),
+    SecretSpec("ecom_pop3_password", ECOM_UID, MAILER_GID),
+    SecretSpec("mailpit_pop3_auth", MAILPIT_UID, MAILPIT_UID,
+               ("praxis_pop3_password", "ecom_pop3_password"), mailpit_auth),
+    SecretSpec("praxis_mailer_db_password", PRAXIS_UID, MAILER_GID, "praxis_db_password"),
+    SecretSpec("ecom_mailer_db_password", ECOM_UID, MAILER_GID, "ecom_db_password"),
+    SecretSpec("praxis_mailer_redis_password", PRAXIS_UID, MAILER_GID, "redis_password"),
+    SecretSpec("ecom_mailer_redis_password", ECOM_UID, MAILER_GID, "redis_password"),
 )
 
 
@@ -46,15 +82,6 @@ class SecretSetupError(RuntimeError):
 def random_password() -> str:
     # URL-safe: no quoting trouble in DSNs, config files or htpasswd lines
     return secrets.token_urlsafe(32)
-
-
-def redis_acl(password: str) -> str:
-    """An ACL file line for the default user that stores only the password's SHA-256."""
-    digest = hashlib.sha256(password.encode()).hexdigest()
-    return f"user default on sanitize-payload #{digest} ~* &* +@all\n"
-
-
-DERIVE = {"redis_acl": redis_acl}
 
 
 def _write(path: Path, content: str) -> None:
@@ -109,13 +136,13 @@ def ensure(directory: Path, specs: tuple[SecretSpec, ...] = SPECS) -> list[str]:
     changed = []
     for spec in specs:
         path = directory / spec.name
-        if spec.derive_from:
-            content = DERIVE[spec.name](_read(directory / spec.derive_from).strip())
+        if spec.sources:
+            content = spec.derive(*(_read(directory / n).strip() for n in spec.sources))
             if not path.exists() or _read(path) != content:
                 if path.exists():
                     path.chmod(0o600)
                 _write(path, content)
-                changed.append(f"{spec.name} (derived from {spec.derive_from})")
+                changed.append(f"{spec.name} (derived from {', '.join(spec.sources)})")
         elif not path.exists():
             _write(path, random_password())
             changed.append(spec.name)

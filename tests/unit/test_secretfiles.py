@@ -1,5 +1,6 @@
 """stackcheck.secretfiles: random secrets, mode 0400, the derived redis ACL."""
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.unit
 def specs() -> tuple[SecretSpec, ...]:
     """The real set of secrets, but owned by this user so no chown (or sudo) is needed."""
     uid, gid = os.getuid(), os.getgid()
-    return tuple(SecretSpec(s.name, uid, gid, s.derive_from) for s in secretfiles.SPECS)
+    return tuple(dataclasses.replace(s, uid=uid, gid=gid) for s in secretfiles.SPECS)
 
 
 def mode(path) -> int:
@@ -36,8 +37,11 @@ def test_ensure_creates_every_secret_mode_0400(tmp_path, specs):
     d = tmp_path / "secrets"
     changed = ensure(d, specs)
     names = [s.name for s in specs]
-    assert changed[: len(names) - 1] == names[:-1]
-    assert changed[-1] == "redis_acl (derived from redis_password)"
+    expected = [
+        f"{s.name} (derived from {', '.join(s.sources)})" if s.sources else s.name for s in specs
+    ]
+    assert changed == expected
+    assert "redis_acl (derived from redis_password)" in changed
     assert sorted(p.name for p in d.iterdir()) == sorted(names)  # no temp files left
     for name in names:
         path = d / name
@@ -49,7 +53,7 @@ def test_ensure_creates_every_secret_mode_0400(tmp_path, specs):
 def test_random_secrets_differ(tmp_path, specs):
     d = tmp_path / "secrets"
     ensure(d, specs)
-    values = [(d / s.name).read_text() for s in specs if s.derive_from is None]
+    values = [(d / s.name).read_text() for s in specs if not s.sources]
     assert len(set(values)) == len(values)
     assert all(len(v) >= 32 for v in values)
 
@@ -91,7 +95,11 @@ def test_redis_acl_rederived_when_password_changes(tmp_path, specs):
 
     changed = ensure(d, specs)
 
-    assert changed == ["redis_acl (derived from redis_password)"]
+    # every secret derived from the redis password follows it: the ACL and the mailers' copies
+    assert changed == [
+        f"{s.name} (derived from redis_password)" for s in specs if s.sources == ("redis_password",)
+    ]
+    assert "redis_acl (derived from redis_password)" in changed
     acl = (d / "redis_acl").read_text()
     assert acl != old_acl
     assert acl == redis_acl("a-new-password")  # trailing newline of the file stripped

@@ -7,7 +7,9 @@
    {SHA}, {SSHA}, bcrypt $2a$/$2b$/$2y$, $1$, $5$, $6$; Apache's $apr1$ Dovecot cannot check).
    The entries become Dovecot's passwd-file on the /run/dovecot tmpfs, plain passwords as salted
    SSHA512, mode 0600. Only the number of users is logged, never a name or a password.
-2. Make sure the Maildir /data/maildir exists (the volume must be writable by 1025).
+2. Make sure the catch-all Maildir exists and is writable: `maildir` beside Mailpit's database,
+   i.e. in the directory of MP_DATABASE (a file, or a directory as Mailpit also allows), so the
+   mail lands on whatever volume the stack gives Mailpit; /data/maildir when MP_DATABASE is unset.
 3. Start Dovecot (POP3 1110, IMAP 1143) and mailserver-smtpd (SMTP 1025, HTTP 8025) and supervise
    them: when either exits, the other is stopped and the container exits non-zero, so Docker's
    restart policy and health status see it (never half alive). SIGTERM/SIGINT are passed to both
@@ -21,6 +23,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import signal
@@ -30,7 +33,7 @@ import threading
 
 PROG = "mailserver"
 UID = GID = 1025
-MAILDIR = "/data/maildir"
+DEFAULT_MAILDIR = "/data/maildir"
 PASSWD_FILE = "/run/dovecot/mailserver-users"
 STOP_TIMEOUT = 8  # seconds for the children after SIGTERM, below Docker's default 10 s
 
@@ -108,12 +111,24 @@ def load_users() -> dict[str, str]:
     return users
 
 
-def write_passwd_file(users: dict[str, str]) -> None:
+def maildir_path() -> str:
+    db = os.environ.get("MP_DATABASE", "").strip()
+    if not db:
+        return DEFAULT_MAILDIR
+    db = os.path.abspath(db)
+    path = os.path.join(db if os.path.isdir(db) else os.path.dirname(db), "maildir")
+    if ":" in path or "%" in path:
+        die(f"MP_DATABASE={db}: the Maildir path {path} must not contain ':' or '%'")
+    return path
+
+
+def write_passwd_file(users: dict[str, str], maildir: str) -> None:
+    """Dovecot's passdb and userdb: user:password:uid:gid::home, home = the one Maildir."""
     tmp = PASSWD_FILE + ".tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(f"{u}:{h}\n" for u, h in users.items())
+            f.writelines(f"{u}:{h}:{UID}:{GID}::{maildir}::\n" for u, h in users.items())
         os.replace(tmp, PASSWD_FILE)
     except OSError as e:
         die(
@@ -123,7 +138,7 @@ def write_passwd_file(users: dict[str, str]) -> None:
     say(f"loaded {len(users)} POP3/IMAP user(s) from MP_POP3_AUTH_FILE")
 
 
-def prepare_dirs() -> None:
+def prepare_dirs(maildir: str) -> None:
     for d, hint in (
         ("/run/dovecot", f"a tmpfs at /run/dovecot owned by {UID}:{GID}, mode 0755"),
         ("/var/lib/dovecot", f"a tmpfs at /var/lib/dovecot owned by {UID}:{GID}"),
@@ -133,15 +148,15 @@ def prepare_dirs() -> None:
             die(f"{d} is not writable by uid {os.getuid()}: mount {hint}")
     try:
         for sub in ("", "tmp", "new", "cur"):
-            os.makedirs(os.path.join(MAILDIR, sub), mode=0o700, exist_ok=True)
-        probe = os.path.join(MAILDIR, "tmp", f".probe.{os.getpid()}")
+            os.makedirs(os.path.join(maildir, sub), mode=0o700, exist_ok=True)
+        probe = os.path.join(maildir, "tmp", f".probe.{os.getpid()}")
         with open(probe, "w"):
             pass
         os.unlink(probe)
     except OSError as e:
         die(
-            f"the Maildir {MAILDIR} is not writable ({e.strerror}): mount a volume at /data "
-            f"owned by {UID}:{GID}"
+            f"the Maildir {maildir} is not writable ({e.strerror}): mount a volume at "
+            f"{os.path.dirname(maildir)} writable by {UID}:{GID}"
         )
 
 
@@ -167,16 +182,14 @@ def pump(src, dst) -> None:
             pass
 
 
-def supervise() -> int:
+def supervise(maildir: str) -> int:
     children: dict[int, tuple[str, subprocess.Popen]] = {}
     state = {"stopping": False, "code": 0}
 
     def stop_all(sig=signal.SIGTERM) -> None:
         for _, proc in children.values():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(sig)
-            except ProcessLookupError:
-                pass
 
     def on_term(signum, _frame) -> None:
         if not state["stopping"]:
@@ -197,10 +210,11 @@ def supervise() -> int:
         "dovecot": ["/usr/sbin/dovecot", "-F", "-c", "/etc/dovecot/dovecot.conf"],
         "smtpd": ["/usr/bin/python3", "-u", "/usr/local/bin/mailserver-smtpd"],
     }
+    env = dict(os.environ, MAILSERVER_MAILDIR=maildir)
     pumps = []
     for name, argv in commands.items():
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
         )
         children[proc.pid] = (name, proc)
         for src, dst in ((proc.stdout, sys.stdout.buffer), (proc.stderr, sys.stderr.buffer)):
@@ -246,10 +260,11 @@ def main() -> int:
     if os.getuid() != UID:
         die(f"run as {UID}:{GID} (the image's user), not uid {os.getuid()}")
     users = load_users()
-    prepare_dirs()
-    write_passwd_file(users)
+    maildir = maildir_path()
+    prepare_dirs(maildir)
+    write_passwd_file(users, maildir)
     del users
-    return supervise()
+    return supervise(maildir)
 
 
 if __name__ == "__main__":

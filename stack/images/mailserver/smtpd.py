@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""SMTP and HTTP side of the offline Mailpit stand-in (installed as /usr/local/bin/mailserver-smtpd).
+"""SMTP and HTTP side of the offline Mailpit stand-in (/usr/local/bin/mailserver-smtpd).
 
 SMTP on 1025, like Mailpit's: any sender, any recipient, no AUTH, no relaying. Every message goes
-into ONE catch-all Maildir (/data/maildir), written atomically (tmp/, fsync, rename into new/),
-where Dovecot serves it over POP3 and IMAP. The message is stored as received; like Mailpit this
+into ONE catch-all Maildir ($MAILSERVER_MAILDIR from the entrypoint: `maildir` beside
+MP_DATABASE, default /data/maildir), written atomically (tmp/, fsync, rename into new/), where
+Dovecot serves it over POP3 and IMAP. The message is stored as received; like Mailpit this
 server only adds, on top of it:
   Return-Path: <envelope sender>   (RFC 5321 4.4; only when the message has none)
   Received: from <helo> ([<ip>]) by <host> ...   (trace header, RFC 5321 4.4)
@@ -45,14 +46,14 @@ import socket
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from urllib.parse import parse_qs, urlsplit
 
 from aiosmtpd.smtp import SMTP
 
-MAILDIR = "/data/maildir"
+MAILDIR = os.environ.get("MAILSERVER_MAILDIR", "/data/maildir")
 SMTP_PORT = 1025
 HTTP_PORT = 8025
 PRUNE_EVERY = 60.0
@@ -355,7 +356,7 @@ def _addrs(values) -> list[dict]:
 
 def _created(base: str) -> str:
     sec, usec, _ = _order_key(base)
-    t = datetime.fromtimestamp(sec + usec / 1e6, tz=timezone.utc)
+    t = datetime.fromtimestamp(sec + usec / 1e6, tz=UTC)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -378,7 +379,7 @@ async def http_handler(api: Api, reader: asyncio.StreamReader, writer: asyncio.S
             method, target = parts[0].upper(), urlsplit(parts[1])
             body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
             status, ctype, payload = await route(api, method, target, body)
-    except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
+    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
         status, payload = 400, b"bad request\n"
     except Exception:  # an API error must not take the server down: log it, answer 500
         log.exception("HTTP request failed")

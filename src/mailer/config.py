@@ -1,0 +1,373 @@
+"""The mailer's configuration, read from environment variables (see Config for the names).
+
+Secrets are only ever read from files named by `*_FILE` variables (requirement S1): a plain
+`SOURCE_PASSWORD` (etc.) is refused. `load_config` checks everything and raises one ConfigError
+listing every problem; messages name variables and paths, never a secret value.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROFILES = ("praxis", "ecom")
+SOURCE_PROTOCOLS = {"pop3": 110, "pop3s": 995, "imap": 143, "imaps": 993}
+SMTP_SECURITY = {"none": 25, "starttls": 587, "tls": 465}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_MAX_SECRET_BYTES = 64 * 1024
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_EMAIL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+_HOST = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,253}")
+_WORKER_ID = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable. `problems` lists every problem found (also in str())."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = f"invalid configuration ({n} problem{'s' if n != 1 else ''}):"
+        super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str
+    addresses: tuple[str, ...]
+    source_protocol: str
+    source_host: str
+    source_port: int
+    source_user: str
+    source_password: str = field(repr=False)
+    source_mailbox: str
+    poll_seconds: float
+    delete_after_store: bool
+    redis_host: str
+    redis_port: int
+    redis_password: str = field(repr=False)
+    db_host: str
+    db_port: int
+    db_name: str
+    db_user: str
+    db_password: str = field(repr=False)
+    db_pool_max: int
+    clamd_host: str
+    clamd_port: int
+    clamd_timeout: float
+    ollama_url: str | None
+    ollama_model: str
+    ollama_timeout: float
+    smtp_host: str
+    smtp_port: int
+    smtp_security: str
+    smtp_user: str | None
+    smtp_password: str | None = field(repr=False)
+    smtp_from: str
+    staff_address: str
+    send_acknowledgement: bool
+    data_dir: Path
+    max_attachment_bytes: int
+    http_port: int
+    log_level: str
+    worker_id: str
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, for log scrubbing (scrub.setup_logging)."""
+        values = (self.source_password, self.redis_password, self.db_password, self.smtp_password)
+        return tuple(v for v in values if v)
+
+
+_SECRET_FIELDS = frozenset({"source_password", "redis_password", "db_password", "smtp_password"})
+
+
+def describe(config: Config) -> dict[str, object]:
+    """A loggable summary: every field, secrets replaced by "set"/"unset", paths as str."""
+    out: dict[str, object] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name in _SECRET_FIELDS:
+            out[f.name] = "set" if value else "unset"
+        elif isinstance(value, Path):
+            out[f.name] = str(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+class _Reader:
+    """Reads variables from `env`, collecting problems instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None:
+            return None
+        value = str(value).strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            self.problems.append(f"{name} is required")
+            return ""
+        return value
+
+    def text(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str | None = None) -> str:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                self.problems.append(f"{name} is required (one of: {', '.join(choices)})")
+                return choices[0]
+            return default
+        if value.lower() not in choices:
+            self.problems.append(f"{name}={value!r} is not one of: {', '.join(choices)}")
+            return default if default is not None else choices[0]
+        return value.lower()
+
+    def integer(self, name: str, default: int, lo: int, hi: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value, 10)
+        except ValueError:
+            self.problems.append(f"{name}={value!r} is not an integer")
+            return default
+        if not lo <= number <= hi:
+            self.problems.append(f"{name}={number} is out of range {lo}..{hi}")
+            return default
+        return number
+
+    def port(self, name: str, default: int) -> int:
+        return self.integer(name, default, 1, 65535)
+
+    def number(self, name: str, default: float, lo: float, hi: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            self.problems.append(f"{name}={value!r} is not a number")
+            return default
+        if not lo < number <= hi:  # NaN fails this too
+            self.problems.append(f"{name}={value} is out of range (>{lo:g} and <={hi:g})")
+            return default
+        return number
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        self.problems.append(f"{name}={value!r} is not a boolean (true/false, 1/0, yes/no)")
+        return default
+
+    def host(self, name: str) -> str:
+        value = self.required(name)
+        if value and not _HOST.fullmatch(value):
+            self.problems.append(f"{name}={value!r} is not a valid host name or address")
+        return value
+
+    def email(self, name: str, value: str) -> str:
+        value = value.strip().lower()
+        if value and not _EMAIL.fullmatch(value):
+            self.problems.append(f"{name}: {value!r} is not a valid e-mail address")
+        return value
+
+    def refuse_plain_secret(self, name: str) -> None:
+        """S1: secrets come from files. A non-empty `X` is refused; with `X_FILE` too."""
+        if self.raw(name) is None:
+            return
+        if self.raw(f"{name}_FILE") is not None:
+            self.problems.append(
+                f"both {name} and {name}_FILE are set: remove {name}, secrets come from files only"
+            )
+        else:
+            self.problems.append(
+                f"{name} is not accepted (no secrets in the environment): write the secret to a "
+                f"file and set {name}_FILE to its path"
+            )
+
+    def secret(self, name: str, required: bool = True) -> str | None:
+        self.refuse_plain_secret(name)
+        var = f"{name}_FILE"
+        path = self.raw(var)
+        if path is None:
+            if required:
+                self.problems.append(f"{var} is required (path of the file holding {name})")
+            return None
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(_MAX_SECRET_BYTES + 1)
+        except FileNotFoundError:
+            self.problems.append(f"{var}: file {path} does not exist")
+            return None
+        except IsADirectoryError:
+            self.problems.append(f"{var}: {path} is a directory, not a file")
+            return None
+        except PermissionError:
+            self.problems.append(f"{var}: file {path} is not readable (permission denied)")
+            return None
+        except OSError as exc:
+            self.problems.append(f"{var}: file {path} cannot be read ({exc.strerror or exc})")
+            return None
+        if len(data) > _MAX_SECRET_BYTES:
+            self.problems.append(f"{var}: file {path} is larger than {_MAX_SECRET_BYTES} bytes")
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.problems.append(f"{var}: file {path} is not UTF-8 text")
+            return None
+        text = text.rstrip("\r\n")
+        if not text.strip():
+            self.problems.append(f"{var}: file {path} is empty")
+            return None
+        return text
+
+
+def _ollama_url(r: _Reader) -> str | None:
+    value = r.raw("OLLAMA_URL")
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        r.problems.append(f"OLLAMA_URL={value!r} is not an http(s) URL")
+        return None
+    if parts.username or parts.password:
+        r.problems.append("OLLAMA_URL must not contain credentials")
+        return None
+    if parts.query or parts.fragment:
+        r.problems.append(f"OLLAMA_URL={value!r} must not have a query or fragment")
+        return None
+    return value.rstrip("/")
+
+
+def load_config(env: Mapping[str, str]) -> Config:
+    """Build the Config from `env` (usually os.environ); ConfigError lists every problem."""
+    r = _Reader(env)
+
+    profile = r.choice("MAILER_PROFILE", PROFILES)
+    addresses: list[str] = []
+    for item in r.required("MAILER_ADDRESSES").split(","):
+        if item.strip():
+            address = r.email("MAILER_ADDRESSES", item)
+            if address not in addresses:
+                addresses.append(address)
+    if "MAILER_ADDRESSES" in env and not addresses:
+        r.problems.append("MAILER_ADDRESSES lists no address")
+
+    protocol = r.choice("SOURCE_PROTOCOL", tuple(SOURCE_PROTOCOLS))
+    source_host = r.host("SOURCE_HOST")
+    source_port = r.port("SOURCE_PORT", SOURCE_PROTOCOLS[protocol])
+    source_user = r.required("SOURCE_USER")
+    source_password = r.secret("SOURCE_PASSWORD")
+    source_mailbox = r.text("SOURCE_MAILBOX", "INBOX")
+    poll_seconds = r.number("SOURCE_POLL_SECONDS", 5.0, 0.0, 3600.0)
+    delete_after_store = r.flag("SOURCE_DELETE_AFTER_STORE", False)
+
+    redis_host = r.host("REDIS_HOST")
+    redis_port = r.port("REDIS_PORT", 6379)
+    redis_password = r.secret("REDIS_PASSWORD")
+
+    db_host = r.host("DB_HOST")
+    db_port = r.port("DB_PORT", 5432)
+    db_name = r.text("DB_NAME", profile)
+    db_user = r.text("DB_USER", profile)
+    db_password = r.secret("DB_PASSWORD")
+    db_pool_max = r.integer("DB_POOL_MAX", 5, 1, 20)
+
+    clamd_host = r.host("CLAMD_HOST")
+    clamd_port = r.port("CLAMD_PORT", 3310)
+    clamd_timeout = r.number("CLAMD_TIMEOUT_SECONDS", 30.0, 0.0, 600.0)
+
+    ollama_url = _ollama_url(r)
+    ollama_model = r.text("OLLAMA_MODEL", "llama3.2:3b")
+    ollama_timeout = r.number("OLLAMA_TIMEOUT_SECONDS", 20.0, 0.0, 600.0)
+
+    smtp_host = r.host("SMTP_HOST")
+    smtp_security = r.choice("SMTP_SECURITY", tuple(SMTP_SECURITY), default="none")
+    smtp_port = r.port("SMTP_PORT", SMTP_SECURITY[smtp_security])
+    smtp_user = r.raw("SMTP_USER")
+    smtp_password = r.secret("SMTP_PASSWORD", required=False)
+    if (smtp_user is None) != (r.raw("SMTP_PASSWORD_FILE") is None):
+        r.problems.append("SMTP_USER and SMTP_PASSWORD_FILE must be set together (or neither)")
+    smtp_from = r.email("SMTP_FROM", r.required("SMTP_FROM"))
+    staff_address = r.email("STAFF_ADDRESS", r.required("STAFF_ADDRESS"))
+    send_acknowledgement = r.flag("SEND_ACKNOWLEDGEMENT", True)
+
+    data_dir = Path(r.text("DATA_DIR", "/app/data"))
+    if not data_dir.is_absolute():
+        r.problems.append(f"DATA_DIR={str(data_dir)!r} must be an absolute path")
+    max_attachment_mb = r.integer("MAX_ATTACHMENT_MB", 50, 1, 1024)
+    http_port = r.port("HTTP_PORT", 8000)
+    log_level = r.choice("LOG_LEVEL", tuple(x.lower() for x in LOG_LEVELS), "info").upper()
+    worker_id = r.text("WORKER_ID", socket.gethostname() or "worker")
+    if not _WORKER_ID.fullmatch(worker_id):
+        r.problems.append(f"WORKER_ID={worker_id!r} may only use letters, digits and ._@:-")
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return Config(
+        profile=profile,
+        addresses=tuple(addresses),
+        source_protocol=protocol,
+        source_host=source_host,
+        source_port=source_port,
+        source_user=source_user,
+        source_password=source_password or "",
+        source_mailbox=source_mailbox,
+        poll_seconds=poll_seconds,
+        delete_after_store=delete_after_store,
+        redis_host=redis_host,
+        redis_port=redis_port,
+        redis_password=redis_password or "",
+        db_host=db_host,
+        db_port=db_port,
+        db_name=db_name,
+        db_user=db_user,
+        db_password=db_password or "",
+        db_pool_max=db_pool_max,
+        clamd_host=clamd_host,
+        clamd_port=clamd_port,
+        clamd_timeout=clamd_timeout,
+        ollama_url=ollama_url,
+        ollama_model=ollama_model,
+        ollama_timeout=ollama_timeout,
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        smtp_security=smtp_security,
+        smtp_user=smtp_user,
+        smtp_password=smtp_password,
+        smtp_from=smtp_from,
+        staff_address=staff_address,
+        send_acknowledgement=send_acknowledgement,
+        data_dir=data_dir,
+        max_attachment_bytes=max_attachment_mb * 1024 * 1024,
+        http_port=http_port,
+        log_level=log_level,
+        worker_id=worker_id,
+    )

@@ -1,0 +1,128 @@
+"""Mail-flow helpers for acceptance tests: submit mail over SMTP as any sender would, wait for a
+mailer's committed row, read a mailer's own metrics, steer the Ollama double."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import httpx
+
+from stackcheck.waits import wait_for
+
+PROFILES = {"praxis": "praxis@example.com", "ecom": "ecom@example.com"}
+
+
+@dataclass
+class Sent:
+    message_id: str  # without <>
+    subject: str
+    at: float  # time.monotonic() when the SMTP transaction completed
+
+
+class MailClient:
+    """Submits mail to the stack's SMTP port (Mailpit, or the offline mail server)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+
+    def build(
+        self,
+        to: str,
+        subject: str,
+        body: str,
+        *,
+        sender: str = "patient@example.org",
+        attachments: list[tuple[str, bytes, str]] = (),
+    ) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = sender
+        msg["To"] = to
+        msg["Subject"] = subject
+        msg["Message-ID"] = make_msgid(idstring=uuid.uuid4().hex[:12], domain="stackcheck.test")
+        msg.set_content(body)
+        for name, data, ctype in attachments:
+            maintype, subtype = ctype.split("/", 1)
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+        return msg
+
+    def send(self, msg: EmailMessage, smtp: smtplib.SMTP | None = None) -> Sent:
+        if smtp is None:
+            with smtplib.SMTP(self.host, self.port, timeout=30) as conn:
+                conn.send_message(msg)
+        else:
+            smtp.send_message(msg)
+        return Sent(msg["Message-ID"].strip("<>"), msg["Subject"], time.monotonic())
+
+    def mail(self, to: str, subject: str, body: str, **kw) -> Sent:
+        return self.send(self.build(to, subject, body, **kw))
+
+
+class ProfileDB:
+    def __init__(self, stack, profile: str):
+        self.stack, self.profile = stack, profile
+
+    def connect(self):
+        return self.stack.postgres(
+            self.profile, user=self.profile, password_secret=f"{self.profile}_db_password"
+        )
+
+    def rows(self, message_id: str) -> list[dict]:
+        from psycopg.rows import dict_row
+
+        with self.connect() as conn:
+            conn.row_factory = dict_row
+            return conn.execute(
+                "SELECT * FROM emails WHERE message_id = %s", (message_id,)
+            ).fetchall()
+
+    def wait_stored(self, sent: Sent, timeout: float) -> tuple[dict, float]:
+        """Poll (every 50 ms) until the mail's row is committed; return it and the seconds from
+        the end of the SMTP submission to the first poll that saw it."""
+        rows, _ = wait_for(
+            lambda: self.rows(sent.message_id),
+            timeout=timeout,
+            interval=0.05,
+            what=f"mail {sent.message_id} in database {self.profile}",
+        )
+        return rows[0], time.monotonic() - sent.at
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self.connect() as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+def mailer_metric(stack, service: str, name: str, labels: dict[str, str]) -> float:
+    """A sample of the mailer's own /metrics (the endpoint Prometheus scrapes), read from inside
+    the container: the port is on the stack's networks only."""
+    code = (
+        "import urllib.request;"
+        "print(urllib.request.urlopen('http://127.0.0.1:8000/metrics',timeout=5).read()"
+        ".decode())"
+    )
+    res = stack.service(service).exec(["python3", "-c", code])
+    assert res.exit_code == 0, res.output
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    total = 0.0
+    for line in res.output.splitlines():
+        if line.startswith(name + "{") or line == name or line.startswith(name + " "):
+            metric, _, value = line.rpartition(" ")
+            got = metric[len(name) :].strip("{}")
+            if all(part in got.split(",") for part in want.split(",") if part):
+                total += float(value)
+    return total
+
+
+class OllamaDouble:
+    def __init__(self, url: str):
+        self.url = url
+
+    def control(self, **knobs) -> None:
+        httpx.post(f"{self.url}/_control", json=knobs, timeout=5).raise_for_status()
+
+    def stats(self) -> dict:
+        return httpx.get(f"{self.url}/_stats", timeout=5).json()

@@ -1,0 +1,101 @@
+"""Helpers of the end-to-end suite: submit mail over SMTP, wait for the mailers' rows, read their
+metrics, and run the Ollama double where no Ollama answers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stackcheck.mailflow import MailClient, OllamaDouble, ProfileDB
+from stackcheck.mode import Mode
+from stackcheck.waits import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+MAILER_IMAGE = "stackcheck/mailer:0.1.0"
+
+
+@pytest.fixture(scope="session")
+def mail(stack) -> MailClient:
+    service = "mailpit"
+    port = stack.service(service).port(1025)
+    return MailClient(port.host, port.port)
+
+
+@pytest.fixture(scope="session")
+def praxis_db(stack) -> ProfileDB:
+    return ProfileDB(stack, "praxis")
+
+
+@pytest.fixture(scope="session")
+def ecom_db(stack) -> ProfileDB:
+    return ProfileDB(stack, "ecom")
+
+
+@pytest.fixture(scope="session")
+def ollama(stack):
+    """The real Ollama when $OLLAMA_URL answers (the mailers must be configured for it), else
+    the double from tests/doubles, run on the stack's backend network as `ollama`."""
+    real = os.environ.get("OLLAMA_URL")
+    if real:
+        try:
+            httpx.get(f"{real.rstrip('/')}/api/tags", timeout=5).raise_for_status()
+            yield None
+            return
+        except httpx.HTTPError:
+            pass
+    if stack.config.mode is Mode.EXTERNAL:
+        pytest.skip(
+            "needs service ollama: none answers at $OLLAMA_URL, and the double is not "
+            "started inside an external stack"
+        )
+    name = f"{stack.config.project}-ollama-double"
+    network = f"{stack.config.project}_backend"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--network",
+            network,
+            "--network-alias",
+            "ollama",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--user",
+            "65534:65534",
+            "--label",
+            "org.stackcheck.double=ollama",
+            "--volume",
+            f"{ROOT / 'tests' / 'doubles'}:/double:ro",
+            "--publish",
+            "127.0.0.1::11434",
+            "--entrypoint",
+            "python3",
+            MAILER_IMAGE,
+            "/double/ollama_double.py",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    port = subprocess.run(
+        ["docker", "port", name, "11434/tcp"], check=True, capture_output=True, text=True
+    ).stdout.split()[0]
+    double = OllamaDouble(f"http://{port}")
+    wait_for(
+        lambda: httpx.get(f"{double.url}/api/tags", timeout=2).status_code == 200,
+        timeout=30,
+        what="the Ollama double to answer",
+    )
+    yield double
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)

@@ -1,0 +1,417 @@
+"""mailer.config: environment -> Config, every problem reported at once, secrets only from files."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mailer.config import Config, ConfigError, describe, load_config
+
+pytestmark = pytest.mark.unit
+
+SOURCE_PW = "source-Secret-1"
+REDIS_PW = "redis-Secret-2"
+DB_PW = "db-Secret-3"
+SMTP_PW = "smtp-Secret-4"
+
+
+@pytest.fixture
+def secrets_dir(tmp_path: Path) -> Path:
+    for name, value in [
+        ("source", SOURCE_PW + "\n"),  # trailing newline as `echo` writes it
+        ("redis", REDIS_PW),
+        ("db", DB_PW + "\r\n"),
+        ("smtp", SMTP_PW),
+    ]:
+        (tmp_path / name).write_text(value, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def env(secrets_dir: Path) -> dict[str, str]:
+    return {
+        "MAILER_PROFILE": "praxis",
+        "MAILER_ADDRESSES": "Praxis@Praxis.example, termine@praxis.example",
+        "SOURCE_PROTOCOL": "imaps",
+        "SOURCE_HOST": "mail.example",
+        "SOURCE_USER": "praxis@praxis.example",
+        "SOURCE_PASSWORD_FILE": str(secrets_dir / "source"),
+        "REDIS_HOST": "redis",
+        "REDIS_PASSWORD_FILE": str(secrets_dir / "redis"),
+        "DB_HOST": "postgres",
+        "DB_PASSWORD_FILE": str(secrets_dir / "db"),
+        "CLAMD_HOST": "clamav",
+        "SMTP_HOST": "mailpit",
+        "SMTP_FROM": "praxis@praxis.example",
+        "STAFF_ADDRESS": "team@praxis.example",
+        "PATH": "/usr/bin",  # unrelated variables are ignored
+    }
+
+
+def problems(env: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load_config(env)
+    return err.value.problems
+
+
+def test_minimal_config_and_defaults(env):
+    cfg = load_config(env)
+    assert isinstance(cfg, Config)
+    assert cfg.profile == "praxis"
+    assert cfg.addresses == ("praxis@praxis.example", "termine@praxis.example")
+    assert (cfg.source_protocol, cfg.source_host, cfg.source_port) == ("imaps", "mail.example", 993)
+    assert cfg.source_user == "praxis@praxis.example"
+    assert cfg.source_password == SOURCE_PW  # trailing newline stripped
+    assert cfg.source_mailbox == "INBOX"
+    assert cfg.poll_seconds == 5.0
+    assert cfg.delete_after_store is False
+    assert (cfg.redis_host, cfg.redis_port, cfg.redis_password) == ("redis", 6379, REDIS_PW)
+    assert (cfg.db_host, cfg.db_port, cfg.db_name, cfg.db_user) == (
+        "postgres",
+        5432,
+        "praxis",
+        "praxis",
+    )
+    assert cfg.db_password == DB_PW  # CRLF stripped
+    assert cfg.db_pool_max == 5
+    assert (cfg.clamd_host, cfg.clamd_port, cfg.clamd_timeout) == ("clamav", 3310, 30.0)
+    assert cfg.ollama_url is None
+    assert cfg.ollama_model == "llama3.2:3b"
+    assert cfg.ollama_timeout == 20.0
+    assert (cfg.smtp_host, cfg.smtp_port, cfg.smtp_security) == ("mailpit", 25, "none")
+    assert cfg.smtp_user is None and cfg.smtp_password is None
+    assert cfg.smtp_from == "praxis@praxis.example"
+    assert cfg.staff_address == "team@praxis.example"
+    assert cfg.send_acknowledgement is True
+    assert cfg.data_dir == Path("/app/data")
+    assert cfg.max_attachment_bytes == 50 * 1024 * 1024
+    assert cfg.http_port == 8000
+    assert cfg.log_level == "INFO"
+    assert cfg.worker_id  # the host name
+
+
+@pytest.mark.parametrize(
+    ("protocol", "port"), [("pop3", 110), ("pop3s", 995), ("imap", 143), ("IMAPS", 993)]
+)
+def test_source_port_defaults_by_protocol(env, protocol, port):
+    env["SOURCE_PROTOCOL"] = protocol
+    cfg = load_config(env)
+    assert cfg.source_port == port
+    assert cfg.source_protocol == protocol.lower()
+
+
+@pytest.mark.parametrize(("security", "port"), [("none", 25), ("starttls", 587), ("tls", 465)])
+def test_smtp_port_defaults_by_security(env, security, port):
+    env["SMTP_SECURITY"] = security
+    assert load_config(env).smtp_port == port
+
+
+def test_every_setting_can_be_overridden(env, secrets_dir):
+    env.update(
+        {
+            "MAILER_PROFILE": "ecom",
+            "SOURCE_PORT": "1110",
+            "SOURCE_MAILBOX": "Orders",
+            "SOURCE_POLL_SECONDS": "0.5",
+            "SOURCE_DELETE_AFTER_STORE": "yes",
+            "REDIS_PORT": "6380",
+            "DB_PORT": "5433",
+            "DB_NAME": "shop",
+            "DB_USER": "shop_app",
+            "DB_POOL_MAX": "20",
+            "CLAMD_PORT": "3311",
+            "CLAMD_TIMEOUT_SECONDS": "10",
+            "OLLAMA_URL": "http://host.docker.internal:11434/",
+            "OLLAMA_MODEL": "qwen2.5:7b",
+            "OLLAMA_TIMEOUT_SECONDS": "15.5",
+            "SMTP_PORT": "1025",
+            "SMTP_SECURITY": "STARTTLS",
+            "SMTP_USER": "mailer",
+            "SMTP_PASSWORD_FILE": str(secrets_dir / "smtp"),
+            "SEND_ACKNOWLEDGEMENT": "0",
+            "DATA_DIR": "/srv/data",
+            "MAX_ATTACHMENT_MB": "10",
+            "HTTP_PORT": "9000",
+            "LOG_LEVEL": "debug",
+            "WORKER_ID": "ecom-worker-1",
+        }
+    )
+    cfg = load_config(env)
+    assert cfg.profile == "ecom"
+    assert (cfg.source_port, cfg.source_mailbox, cfg.poll_seconds) == (1110, "Orders", 0.5)
+    assert cfg.delete_after_store is True
+    assert (cfg.redis_port, cfg.db_port, cfg.db_name, cfg.db_user) == (
+        6380,
+        5433,
+        "shop",
+        "shop_app",
+    )
+    assert cfg.db_pool_max == 20
+    assert (cfg.clamd_port, cfg.clamd_timeout) == (3311, 10.0)
+    assert cfg.ollama_url == "http://host.docker.internal:11434"  # trailing slash dropped
+    assert (cfg.ollama_model, cfg.ollama_timeout) == ("qwen2.5:7b", 15.5)
+    assert (cfg.smtp_port, cfg.smtp_security) == (1025, "starttls")
+    assert (cfg.smtp_user, cfg.smtp_password) == ("mailer", SMTP_PW)
+    assert cfg.send_acknowledgement is False
+    assert cfg.data_dir == Path("/srv/data")
+    assert cfg.max_attachment_bytes == 10 * 1024 * 1024
+    assert (cfg.http_port, cfg.log_level, cfg.worker_id) == (9000, "DEBUG", "ecom-worker-1")
+
+
+def test_db_name_and_user_default_to_the_profile(env):
+    env["MAILER_PROFILE"] = "ecom"
+    cfg = load_config(env)
+    assert (cfg.db_name, cfg.db_user) == ("ecom", "ecom")
+
+
+def test_empty_ollama_url_disables_ai(env):
+    env["OLLAMA_URL"] = "  "
+    assert load_config(env).ollama_url is None
+
+
+def test_worker_id_defaults_to_hostname(env):
+    import socket
+
+    assert load_config(env).worker_id == socket.gethostname()
+
+
+def test_missing_required_variables_are_all_listed(env):
+    required = [
+        "MAILER_PROFILE",
+        "MAILER_ADDRESSES",
+        "SOURCE_PROTOCOL",
+        "SOURCE_HOST",
+        "SOURCE_USER",
+        "SOURCE_PASSWORD_FILE",
+        "REDIS_HOST",
+        "REDIS_PASSWORD_FILE",
+        "DB_HOST",
+        "DB_PASSWORD_FILE",
+        "CLAMD_HOST",
+        "SMTP_HOST",
+        "SMTP_FROM",
+        "STAFF_ADDRESS",
+    ]
+    found = problems({})
+    for name in required:
+        assert any(p.startswith(f"{name} is required") for p in found), name
+    assert len(found) == len(required)
+
+
+def test_error_message_lists_every_problem(env):
+    env["HTTP_PORT"] = "0"
+    env["DB_POOL_MAX"] = "50"
+    env["LOG_LEVEL"] = "LOUD"
+    with pytest.raises(ConfigError) as err:
+        load_config(env)
+    text = str(err.value)
+    assert text.startswith("invalid configuration (3 problems):")
+    assert "HTTP_PORT=0 is out of range 1..65535" in text
+    assert "DB_POOL_MAX=50 is out of range 1..20" in text
+    assert "LOG_LEVEL='LOUD' is not one of" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAILER_PROFILE", "bank", "MAILER_PROFILE='bank' is not one of: praxis, ecom"),
+        ("SOURCE_PROTOCOL", "smtp", "SOURCE_PROTOCOL='smtp' is not one of"),
+        ("SMTP_SECURITY", "ssl", "SMTP_SECURITY='ssl' is not one of: none, starttls, tls"),
+        ("SOURCE_PORT", "99999", "SOURCE_PORT=99999 is out of range 1..65535"),
+        ("REDIS_PORT", "abc", "REDIS_PORT='abc' is not an integer"),
+        ("DB_POOL_MAX", "0", "DB_POOL_MAX=0 is out of range 1..20"),
+        ("SOURCE_POLL_SECONDS", "0", "SOURCE_POLL_SECONDS=0 is out of range"),
+        ("SOURCE_POLL_SECONDS", "nan", "SOURCE_POLL_SECONDS=nan is out of range"),
+        ("CLAMD_TIMEOUT_SECONDS", "-1", "CLAMD_TIMEOUT_SECONDS=-1 is out of range"),
+        ("OLLAMA_TIMEOUT_SECONDS", "soon", "OLLAMA_TIMEOUT_SECONDS='soon' is not a number"),
+        ("MAX_ATTACHMENT_MB", "0", "MAX_ATTACHMENT_MB=0 is out of range 1..1024"),
+        ("MAX_ATTACHMENT_MB", "1.5", "MAX_ATTACHMENT_MB='1.5' is not an integer"),
+        ("SEND_ACKNOWLEDGEMENT", "maybe", "SEND_ACKNOWLEDGEMENT='maybe' is not a boolean"),
+        ("SOURCE_DELETE_AFTER_STORE", "2", "SOURCE_DELETE_AFTER_STORE='2' is not a boolean"),
+        ("DATA_DIR", "data", "DATA_DIR='data' must be an absolute path"),
+        ("SOURCE_HOST", "mail host", "SOURCE_HOST='mail host' is not a valid host"),
+        ("WORKER_ID", "a b", "WORKER_ID='a b' may only use"),
+        ("OLLAMA_URL", "ftp://x", "OLLAMA_URL='ftp://x' is not an http(s) URL"),
+        ("OLLAMA_URL", "localhost:11434", "is not an http(s) URL"),
+        ("OLLAMA_URL", "http://u:p@ollama:11434", "OLLAMA_URL must not contain credentials"),
+        ("SMTP_FROM", "not-an-address", "SMTP_FROM: 'not-an-address' is not a valid e-mail"),
+        ("STAFF_ADDRESS", "team@", "STAFF_ADDRESS: 'team@' is not a valid e-mail address"),
+        ("MAILER_ADDRESSES", "a@b.example, nope", "MAILER_ADDRESSES: 'nope' is not a valid"),
+        ("MAILER_ADDRESSES", " , ", "MAILER_ADDRESSES lists no address"),
+    ],
+)
+def test_invalid_values(env, name, value, message):
+    env[name] = value
+    found = problems(env)
+    assert any(message in p for p in found), found
+
+
+def test_addresses_are_lower_cased_and_deduplicated(env):
+    env["MAILER_ADDRESSES"] = "A@B.example,a@b.example , c@d.example,"
+    assert load_config(env).addresses == ("a@b.example", "c@d.example")
+
+
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "on"])
+def test_true_values(env, value):
+    env["SOURCE_DELETE_AFTER_STORE"] = value
+    assert load_config(env).delete_after_store is True
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", "off"])
+def test_false_values(env, value):
+    env["SEND_ACKNOWLEDGEMENT"] = value
+    assert load_config(env).send_acknowledgement is False
+
+
+# --- secrets ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["SOURCE_PASSWORD", "REDIS_PASSWORD", "DB_PASSWORD"])
+def test_plain_secret_variables_are_refused(env, name):
+    del env[f"{name}_FILE"]
+    env[name] = "leaked-value"
+    found = problems(env)
+    assert any(p.startswith(f"{name} is not accepted") and f"{name}_FILE" in p for p in found)
+    assert "leaked-value" not in " ".join(found)
+
+
+def test_plain_smtp_password_is_refused(env):
+    env["SMTP_USER"] = "u"
+    env["SMTP_PASSWORD"] = "leaked-value"
+    found = problems(env)
+    assert any(p.startswith("SMTP_PASSWORD is not accepted") for p in found)
+    assert "leaked-value" not in str(found)
+
+
+def test_secret_and_secret_file_together(env):
+    env["DB_PASSWORD"] = "leaked-value"
+    found = problems(env)
+    assert any("both DB_PASSWORD and DB_PASSWORD_FILE are set" in p for p in found)
+    assert "leaked-value" not in str(found)
+
+
+def test_empty_plain_secret_variable_is_ignored(env):
+    env["DB_PASSWORD"] = ""
+    assert load_config(env).db_password == DB_PW
+
+
+def test_missing_secret_file(env, tmp_path):
+    path = tmp_path / "nope"
+    env["REDIS_PASSWORD_FILE"] = str(path)
+    assert problems(env) == [f"REDIS_PASSWORD_FILE: file {path} does not exist"]
+
+
+def test_empty_secret_file(env, tmp_path):
+    path = tmp_path / "empty"
+    path.write_text("\n")
+    env["DB_PASSWORD_FILE"] = str(path)
+    assert problems(env) == [f"DB_PASSWORD_FILE: file {path} is empty"]
+
+
+def test_secret_file_is_a_directory(env, tmp_path):
+    env["SOURCE_PASSWORD_FILE"] = str(tmp_path)
+    assert problems(env) == [f"SOURCE_PASSWORD_FILE: {tmp_path} is a directory, not a file"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode-000 files anyway")
+def test_unreadable_secret_file(env, tmp_path):
+    path = tmp_path / "locked"
+    path.write_text("x1234")
+    path.chmod(0)
+    env["SOURCE_PASSWORD_FILE"] = str(path)
+    assert problems(env) == [
+        f"SOURCE_PASSWORD_FILE: file {path} is not readable (permission denied)"
+    ]
+
+
+def test_unreadable_secret_file_via_open_error(env, tmp_path, monkeypatch):
+    """Works as root too: the PermissionError is simulated."""
+    import builtins
+
+    path = tmp_path / "locked"
+    path.write_text("x1234")
+    real_open = builtins.open
+
+    def fake_open(file, *args, **kw):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    env["SOURCE_PASSWORD_FILE"] = str(path)
+    assert problems(env) == [
+        f"SOURCE_PASSWORD_FILE: file {path} is not readable (permission denied)"
+    ]
+
+
+def test_secret_file_not_utf8(env, tmp_path):
+    path = tmp_path / "bin"
+    path.write_bytes(b"\xff\xfe\x00")
+    env["DB_PASSWORD_FILE"] = str(path)
+    assert problems(env) == [f"DB_PASSWORD_FILE: file {path} is not UTF-8 text"]
+
+
+def test_secret_keeps_inner_and_leading_whitespace(env, tmp_path):
+    path = tmp_path / "spaced"
+    path.write_text(" pass word \n")
+    env["DB_PASSWORD_FILE"] = str(path)
+    assert load_config(env).db_password == " pass word "
+
+
+def test_smtp_user_and_password_file_go_together(env, secrets_dir):
+    env["SMTP_USER"] = "mailer"
+    assert any("SMTP_USER and SMTP_PASSWORD_FILE" in p for p in problems(env))
+    del env["SMTP_USER"]
+    env["SMTP_PASSWORD_FILE"] = str(secrets_dir / "smtp")
+    assert any("SMTP_USER and SMTP_PASSWORD_FILE" in p for p in problems(env))
+
+
+def test_problems_never_contain_secret_values(env, secrets_dir, tmp_path):
+    # many problems at once, secrets present in files and (refused) in the environment
+    env.update(
+        {
+            "SOURCE_PASSWORD": SOURCE_PW,
+            "REDIS_PASSWORD": REDIS_PW,
+            "HTTP_PORT": "x",
+            "SMTP_PASSWORD_FILE": str(secrets_dir / "smtp"),
+        }
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(env)
+    text = str(err.value) + repr(err.value.problems)
+    for secret in (SOURCE_PW, REDIS_PW, DB_PW, SMTP_PW):
+        assert secret not in text
+
+
+def test_secrets_and_describe(env, secrets_dir):
+    env["SMTP_USER"] = "mailer"
+    env["SMTP_PASSWORD_FILE"] = str(secrets_dir / "smtp")
+    cfg = load_config(env)
+    assert set(cfg.secrets()) == {SOURCE_PW, REDIS_PW, DB_PW, SMTP_PW}
+    summary = describe(cfg)
+    assert summary["source_password"] == "set"
+    assert summary["smtp_password"] == "set"
+    assert summary["data_dir"] == "/app/data"
+    assert summary["addresses"] == ["praxis@praxis.example", "termine@praxis.example"]
+    assert summary["smtp_user"] == "mailer"
+    flat = repr(summary)
+    for secret in cfg.secrets():
+        assert secret not in flat
+    assert set(summary) == set(Config.__dataclass_fields__)
+
+
+def test_describe_unset_smtp_password(env):
+    cfg = load_config(env)
+    assert describe(cfg)["smtp_password"] == "unset"
+    assert cfg.secrets() == (SOURCE_PW, REDIS_PW, DB_PW)
+
+
+def test_repr_does_not_leak_secrets(env):
+    text = repr(load_config(env))
+    assert "Config(" in text
+    for secret in (SOURCE_PW, REDIS_PW, DB_PW):
+        assert secret not in text
+
+
+def test_config_is_frozen(env):
+    cfg = load_config(env)
+    with pytest.raises(AttributeError):
+        cfg.profile = "ecom"

@@ -1,0 +1,645 @@
+"""mailer.parsing against the corpus fixtures/mails/ (and a few inline mails): parse never
+raises, defects are listed, names are sanitised, types are decided by content."""
+
+import hashlib
+import random
+import runpy
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from mailer.attachments import decide, sanitize_filename
+from mailer.parsing import (
+    MAX_DEFECTS,
+    MAX_SUBJECT_CHARS,
+    Attachment,
+    ParsedMail,
+    fingerprint,
+    parse,
+)
+
+pytestmark = pytest.mark.unit
+
+CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "mails"
+MB = 1024 * 1024
+DATE = datetime(2024, 3, 4, 9, 15, tzinfo=timezone(timedelta(hours=1)))
+
+
+def load(name: str) -> bytes:
+    return (CORPUS / name).read_bytes()
+
+
+def mail(name: str) -> ParsedMail:
+    return parse(load(name))
+
+
+def names(parsed: ParsedMail) -> list[str]:
+    return [a.filename for a in parsed.attachments]
+
+
+def decisions(parsed: ParsedMail) -> dict[str, tuple[bool, str | None, str | None]]:
+    out = {}
+    for a in parsed.attachments:
+        d = decide(a.filename, a.data, 50 * MB)
+        out[a.filename] = (d.accepted, d.kind, d.reason)
+    return out
+
+
+def corpus_files() -> list[Path]:
+    return sorted(CORPUS.glob("*.eml"))
+
+
+def assert_clean_strings(parsed: ParsedMail) -> None:
+    """Every str is storable in PostgreSQL (no NUL) and encodable as UTF-8."""
+    strings = [parsed.subject, parsed.sender, parsed.text, parsed.html or "", *parsed.recipients]
+    strings += [parsed.message_id or "", *parsed.defects]
+    for a in parsed.attachments:
+        strings += [a.filename, a.original_filename or "", a.declared_type]
+    for s in strings:
+        assert "\x00" not in s
+        s.encode("utf-8")  # no lone surrogates
+
+
+# --- the corpus as a whole ---------------------------------------------------------------------
+def test_corpus_is_present():
+    assert len(corpus_files()) >= 24
+
+
+def test_corpus_is_the_generators_output():
+    """The committed .eml files are exactly what make_corpus.py writes (regenerate if not)."""
+    build = runpy.run_path(str(CORPUS / "make_corpus.py"))["build"]  # no __pycache__ there
+    built = build()
+    assert sorted(built) == [p.name for p in corpus_files()]
+    for name, data in built.items():
+        assert data == load(name), f"{name} is stale: run fixtures/mails/make_corpus.py"
+    assert build() == built  # deterministic
+
+
+@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
+def test_every_corpus_mail_parses(path):
+    raw = path.read_bytes()
+    parsed = parse(raw)
+    assert isinstance(parsed, ParsedMail)
+    assert_clean_strings(parsed)
+    assert 0 <= parsed.headers_size <= len(raw)
+    assert parsed.date is None or parsed.date.tzinfo is not None
+    assert parsed.sender == parsed.sender.lower()
+    assert all(r == r.lower() for r in parsed.recipients)
+    assert len(set(parsed.recipients)) == len(parsed.recipients)
+    assert len(parsed.subject) <= MAX_SUBJECT_CHARS
+    seen = set()
+    for a in parsed.attachments:
+        assert isinstance(a, Attachment)
+        assert a.filename == sanitize_filename(a.filename)  # sanitised
+        assert a.filename.casefold() not in seen  # unique within the mail
+        seen.add(a.filename.casefold())
+        assert a.size == len(a.data)
+
+
+# --- individual corpus mails -------------------------------------------------------------------
+def test_praxis_appointment():
+    p = mail("01_praxis_appointment.eml")
+    assert p.message_id == "appt-0001@example.org"
+    assert p.subject == "Terminanfrage: Kontrolluntersuchung nächste Woche"
+    assert p.sender == "erika.mustermann@example.org"
+    assert p.recipients == ["praxis@praxis.example"]
+    assert p.date == DATE
+    assert "ich möchte gerne einen Termin für eine Kontrolluntersuchung" in p.text
+    assert "Grüßen" in p.text
+    assert "\r" not in p.text
+    assert p.html is None
+    assert p.attachments == []
+    assert p.defects == []
+
+
+def test_headers_size_counts_the_header_block_with_separator():
+    raw = load("01_praxis_appointment.eml")
+    end = raw.index(b"\r\n\r\n") + 4
+    assert mail("01_praxis_appointment.eml").headers_size == end
+
+
+def test_ecom_order_with_pdf():
+    p = mail("02_ecom_order_pdf.eml")
+    assert p.sender == "john.doe@customer.example"
+    # To, Cc (two, one a duplicate of To), Delivered-To: lower-cased, deduplicated, in order
+    assert p.recipients == [
+        "bestellung@shop.example",
+        "accounts@customer.example",
+        "orders@shop.example",
+    ]
+    assert "order 4711" in p.text
+    (att,) = p.attachments
+    assert att.filename == att.original_filename == "order-4711.pdf"
+    assert att.declared_type == "application/pdf"
+    assert att.data.startswith(b"%PDF-1.4") and att.data.rstrip().endswith(b"%%EOF")
+    assert decisions(p) == {"order-4711.pdf": (True, "pdf", None)}
+    assert p.defects == []
+
+
+def test_nested_multipart_prefers_plain_and_finds_inline_png():
+    p = mail("03_nested_related_inline_png.eml")
+    assert p.text.startswith("Guten Tag,\n\nanbei Ihre Rechnung 2024-0815.")
+    assert "<b>Rechnung</b>" in p.html
+    assert names(p) == ["logo.png", "Rechnung_2024-0815.pdf"]
+    assert decisions(p)["logo.png"] == (True, "png", None)
+    assert decisions(p)["Rechnung_2024-0815.pdf"] == (True, "pdf", None)
+    assert p.defects == []
+
+
+def test_html_only_mail_is_converted_to_text():
+    raw = (
+        b"From: a@example.org\r\nMessage-ID: <h@x>\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"\r\n<html><head><title>T</title><style>p{}</style><script>var x=1;</script></head>"
+        b"<body><p>Hallo &amp; guten Tag,</p><p>Ihre <b>Bestellung</b> ist da.<br>"
+        b"Gr\xc3\xbc\xc3\x9fe</p></body></html>"
+    )
+    p = parse(raw)
+    assert p.html.startswith("<html>")
+    assert p.text == "Hallo & guten Tag,\n\nIhre Bestellung ist da.\nGrüße"
+
+
+def test_broken_charset_falls_back_to_windows_1252():
+    p = mail("04_broken_charset_utf8_latin1.eml")
+    assert p.text == "Grüße aus München,\nich möchte meinen Termin am Montag absagen.\n"
+    assert p.subject == "Terminabsage für Montag"  # raw 8-bit Latin-1 in the header
+    assert "bytes invalid in declared charset utf-8 in part 1" in p.defects
+    assert "part 1 decoded as windows-1252" in p.defects
+    assert "8-bit non-UTF-8 bytes in header Subject of part 1" in p.defects
+
+
+def test_unknown_charset():
+    p = mail("05_unknown_charset_x_foo.eml")
+    assert p.text == "Die Bestellung 12345 ist defekt angekommen \u2013 bitte ersetzen.\n"
+    assert "unknown charset x-foo in part 1" in p.defects
+    assert "part 1 decoded as utf-8" in p.defects
+
+
+def test_mixed_charsets_across_parts():
+    p = mail("06_mixed_charsets.eml")
+    assert p.subject == "Preis in € und 日本語"
+    assert p.text.split("\n\n") == [
+        "Latin-1: Grüße",
+        "CP1252: 10 € für",
+        "KOI8-R: Привет",
+        "UTF-8: 日本語 \U0001f600",
+    ]
+    assert p.defects == []
+
+
+def test_rfc2047_encoded_filenames():
+    p = mail("07_rfc2047_filename.eml")
+    assert [a.original_filename for a in p.attachments] == [
+        "Rechnung_März_2024.pdf",
+        "Lieferschein für Müller.pdf",  # unquoted encoded-word, ISO-8859-1
+    ]
+    assert names(p) == ["Rechnung_März_2024.pdf", "Lieferschein für Müller.pdf"]
+    assert all(v[0] for v in decisions(p).values())
+
+
+def test_rfc2231_filename_with_continuation_and_utf8():
+    p = mail("08_rfc2231_filename.eml")
+    (att,) = p.attachments
+    assert att.original_filename == "Befund_Müller_2024-03-01.pdf"
+    assert att.filename == "Befund_Müller_2024-03-01.pdf"
+    assert decide(att.filename, att.data, MB).kind == "pdf"
+
+
+def test_missing_message_id():
+    p = mail("09_missing_message_id.eml")
+    assert p.message_id is None
+    assert p.defects == ["missing Message-ID"]
+    assert p.subject == "Rezept für Ibuprofen"
+
+
+def test_duplicate_message_id_keeps_the_first():
+    p = mail("10_duplicate_message_id.eml")
+    assert p.message_id == "dup-1@example.org"
+    assert "duplicate Message-ID headers (2)" in p.defects
+
+
+def test_200_received_headers():
+    raw = load("11_huge_header_200_received.eml")
+    p = parse(raw)
+    assert p.message_id == "received-200@example.org"
+    assert p.subject == "Bestellung 99"
+    assert p.headers_size > 30_000
+    assert raw[p.headers_size :] == b"Bestellung 99 bitte bestaetigen.\r\n"
+    assert p.defects == []
+
+
+def test_100kb_subject_is_cut():
+    p = mail("12_huge_subject_100kb.eml")
+    assert len(p.subject) == MAX_SUBJECT_CHARS
+    assert p.subject.startswith("Rechnung Rechnung")
+    assert p.text == "siehe Betreff\n"
+    assert any(d.startswith("Subject header of ") for d in p.defects)
+    assert f"Subject longer than {MAX_SUBJECT_CHARS} characters, truncated" in p.defects
+
+
+def test_empty_body():
+    raw = load("13_empty_body.eml")
+    p = parse(raw)
+    assert p.text == "" and p.html is None and p.attachments == []
+    assert p.subject == "Leer"
+    assert p.headers_size == len(raw)
+    assert p.defects == []
+
+
+def test_no_body_at_all():
+    raw = load("14_no_body.eml")
+    assert not raw.endswith(b"\r\n\r\n")
+    p = parse(raw)
+    assert p.message_id == "no-body@example.org"
+    assert p.subject == "Nur Kopf"
+    assert p.text == "" and p.attachments == []
+    assert p.headers_size == len(raw)
+
+
+def test_path_traversal_and_control_character_names():
+    p = mail("15_path_traversal_names.eml")
+    got = [(a.original_filename, a.filename) for a in p.attachments]
+    assert got == [
+        ("../../etc/passwd", "passwd"),
+        ("....boot.ini", "boot.ini"),  # quoted-string: the parser unescapes "\."
+        ("..\\..\\win.ini", "win.ini"),
+        ("/abs/path.pdf", "path.pdf"),
+        ("evil\x01\x1b[31mname\x7f.pdf", "evil[31mname.pdf"),
+        ("nul\ufffdbyte.pdf", "nulbyte.pdf"),  # NUL: U+FFFD in the original, gone in the name
+        ("nul\ufffdhidden.pdf\ufffd.exe", "nulhidden.pdf.exe"),  # no NUL truncation to .pdf
+        ("Rechnung\u202efdp.exe", "Rechnungfdp.exe"),  # RTL override removed
+        (".htaccess", "htaccess"),
+        ("...", "attachment.pdf"),  # nothing left: fallback with the content's extension
+        ("CON.pdf", "_CON.pdf"),
+        ("A" * 300 + ".pdf", "A" * 196 + ".pdf"),
+    ]
+    for a in p.attachments:
+        assert "/" not in a.filename and "\\" not in a.filename and ".." not in a.filename
+    # content is PDF everywhere, so the name alone decides; .exe is "another extension"
+    assert all(d == (True, "pdf", None) for d in decisions(p).values())
+
+
+def test_wrong_extensions_are_refused_by_content():
+    p = mail("16_wrong_extension.eml")
+    assert names(p) == ["invoice.pdf", "invoice-2.pdf"]  # same name twice: made unique
+    assert [a.original_filename for a in p.attachments] == ["invoice.pdf", "invoice.pdf"]
+    assert decisions(p) == {
+        "invoice.pdf": (False, "png", "name says .pdf but content is png"),
+        "invoice-2.pdf": (False, None, "type not allowed: exe"),
+    }
+
+
+def test_plain_zip_is_not_office():
+    p = mail("17_plain_zip.eml")
+    assert decisions(p) == {
+        "unterlagen.zip": (False, None, "type not allowed: zip"),
+        "report.docx": (False, None, "type not allowed: zip"),
+    }
+
+
+def test_docx_and_xlsx_detected_by_content():
+    p = mail("18_docx_xlsx.eml")
+    assert decisions(p) == {
+        "Bestellung.docx": (True, "docx", None),
+        "Rechnungen.xlsx": (True, "xlsx", None),  # declared application/octet-stream
+        "export": (True, "xlsx", None),  # no extension
+        "Auftrag.docx": (False, None, "type not allowed: docm"),  # macros
+    }
+    assert p.attachments[1].declared_type == "application/octet-stream"
+
+
+def _eicar() -> bytes:
+    return b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-" + b"ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def test_eicar_text_attachment_is_extracted_byte_exact():
+    p = mail("19_eicar_txt.eml")
+    (att,) = p.attachments
+    assert att.filename == "eicar.txt" and att.declared_type == "text/plain"
+    assert att.data == _eicar()
+    assert len(att.data) == 68
+    assert hashlib.md5(att.data).hexdigest() == "44d88612fea8a8f36de82e1278abb02f"
+    assert decisions(p) == {"eicar.txt": (False, None, "type not allowed: unknown")}
+    assert p.text == "Anbei eine Testdatei.\n"  # the attachment is not body text
+
+
+def test_eicar_zip():
+    p = mail("20_eicar_zip.eml")
+    (att,) = p.attachments
+    assert att.data.startswith(b"PK\x03\x04") and _eicar() in att.data
+    assert decisions(p) == {"eicar.zip": (False, None, "type not allowed: zip")}
+
+
+def test_forwarded_message_attachments_and_text():
+    p = mail("21_forwarded_rfc822.eml")
+    assert p.message_id == "fwd-0001@example.org"  # the outer mail's
+    assert p.sender == "erika@example.org"
+    # the outer Befund.pdf and the forwarded mail's Befund.pdf, made unique
+    assert names(p) == ["Befund.pdf", "Befund-2.pdf"]
+    assert all(a.original_filename == "Befund.pdf" for a in p.attachments)
+    assert b"(Ueberweisung)" in p.attachments[0].data
+    assert b"(Blutbild)" in p.attachments[1].data
+    # no attachment for the message/rfc822 part itself
+    assert all(a.declared_type == "application/pdf" for a in p.attachments)
+    outer, forwarded = p.text.split("\n\n---------- Forwarded message ----------\n")
+    assert outer == "Hallo Praxisteam,\n\nich leite Ihnen den Befund des Labors weiter."
+    assert forwarded.startswith("From: Labor Nord <befunde@labor.example>\n")
+    assert "Subject: Laborbefund Blutbild" in forwarded
+    assert forwarded.endswith("anbei Ihr Befund vom 01.03.2024.\n")
+    assert p.defects == []
+
+
+def test_mail_without_headers():
+    p = mail("22_no_headers.eml")
+    assert (p.message_id, p.subject, p.sender, p.recipients, p.date) == (None, "", "", [], None)
+    assert p.headers_size == 0
+    assert "ich brauche ein neues Rezept für mein Blutdruckmittel." in p.text
+    for defect in ("missing Message-ID", "missing From", "missing Date"):
+        assert defect in p.defects
+    assert "missing header body separator in part 1" in p.defects
+
+
+def test_non_mime_mail_with_8bit_bytes():
+    p = mail("23_non_mime_8bit.eml")
+    assert p.text == "Rückfrage zu meiner Bestellung Nr. 555: Wann wird geliefert?\nGrüße\n"
+    assert p.defects == ["8-bit text without charset in part 1", "part 1 decoded as utf-8"]
+
+
+def test_broken_multipart_and_base64():
+    p = mail("24_broken_multipart.eml")
+    assert names(p) == ["broken.pdf"]
+    assert "close boundary not found in part 1" in p.defects
+    assert any("base64" in d and d.endswith("part 2") for d in p.defects)
+
+
+def test_defects_never_contain_mail_content():
+    """Defects go to logs: no names, subjects or addresses from the mail."""
+    for path in corpus_files():
+        p = parse(path.read_bytes())
+        for defect in p.defects:
+            assert "@" not in defect
+            assert p.subject == "" or p.subject not in defect
+            for a in p.attachments:
+                assert a.filename not in defect
+
+
+# --- inline edge cases -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("<abc@x.example>", "abc@x.example"),
+        ("  <abc@x.example>  ", "abc@x.example"),
+        ("<abc@\r\n x.example>", "abc@x.example"),  # folded
+        ("abc@x.example", "abc@x.example"),  # no brackets
+        ("<abc@x.example> (comment)", "abc@x.example"),
+        ("<>", None),
+        ("   ", None),
+    ],
+)
+def test_message_id_normalisation(header, expected):
+    p = parse(f"Message-ID: {header}\r\nFrom: a@b.example\r\n\r\nx".encode())
+    assert p.message_id == expected
+    if expected is None:
+        assert "empty Message-ID" in p.defects or "missing Message-ID" in p.defects
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Mon, 04 Mar 2024 09:15:00 +0100", DATE),
+        ("4 Mar 2024 08:15:00 GMT", DATE),
+        ("Mon, 04 Mar 2024 08:15:00 -0000", DATE),  # unknown zone: taken as UTC
+        ("yesterday", None),
+        ("Mon, 99 Foo 2024 99:99:99 +9999", None),
+    ],
+)
+def test_date_parsing(value, expected):
+    p = parse(f"Date: {value}\r\n\r\nx".encode())
+    assert p.date == expected
+    if expected is None:
+        assert "unparseable Date" in p.defects
+    else:
+        assert p.date.tzinfo is not None
+
+
+def test_addresses_with_display_names_and_garbage():
+    raw = (
+        b'From: "M\xc3\xbcller, Erika" <Erika@Example.ORG>\r\n'
+        b"To: =?utf-8?q?Praxis=2C_Team?= <Praxis@Praxis.example>, undisclosed-recipients:;\r\n"
+        b"Cc: not an address, <>, b@c.example\r\n"
+        b"X-Original-To: praxis@praxis.example\r\n"
+        b"Envelope-To: alias@praxis.example\r\n\r\nx"
+    )
+    p = parse(raw)
+    assert p.sender == "erika@example.org"
+    assert p.recipients == ["praxis@praxis.example", "b@c.example", "alias@praxis.example"]
+
+
+def test_from_without_address_is_a_defect():
+    p = parse(b"From: just a name\r\n\r\nx")
+    assert p.sender == ""
+    assert "no valid address in From" in p.defects
+
+
+def test_nameless_non_text_part_is_kept_as_attachment():
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+        b"\r\nJVBERi0xLjQKJSVFT0YK\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\n\r\nsome bytes\r\n"
+        b"--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nnotes\r\n"
+        b"--b--\r\n"
+    )
+    p = parse(raw)
+    assert p.text == "hi"
+    assert names(p) == ["attachment.pdf", "attachment", "attachment-2"]
+    assert [a.original_filename for a in p.attachments] == [None, None, None]
+    assert p.attachments[0].data == b"%PDF-1.4\n%%EOF\n"
+    assert p.attachments[2].data.rstrip() == b"notes"
+
+
+def test_text_part_with_filename_is_an_attachment_not_body():
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+        b'--b\r\nContent-Type: text/plain; name="notes.txt"\r\n\r\nnot body\r\n'
+        b"--b--\r\n"
+    )
+    p = parse(raw)
+    assert p.text == "body"
+    assert names(p) == ["notes.txt"]
+
+
+def test_delivery_status_parts_are_not_body_text():
+    raw = (
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        b"Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; x@y.example\r\n"
+        b"Action: failed\r\n\r\n--b--\r\n"
+    )
+    p = parse(raw)
+    assert p.text == "Delivery failed."
+    assert p.attachments == []
+
+
+def test_base64_encoded_forwarded_message():
+    import base64
+
+    inner = b"Subject: innen\r\nFrom: x@y.example\r\n\r\nInnerer Text\r\n"
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nouter\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(inner).replace(b"\n", b"\r\n")
+        + b"--b--\r\n"
+    )
+    p = parse(raw)
+    assert "Subject: innen" in p.text and "Innerer Text" in p.text
+    assert any("message/rfc822 with base64" in d for d in p.defects)
+
+
+def test_deep_nesting_does_not_crash():
+    depth = 1000
+    raw = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    raw += b"Content-Type: text/plain\r\n\r\ndeep\r\n"
+    p = parse(raw)
+    assert isinstance(p, ParsedMail)
+    assert any("RecursionError" in d or "nesting deeper" in d for d in p.defects)
+    assert len(p.defects) <= MAX_DEFECTS
+
+
+def test_defects_are_capped():
+    bad = (
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!\r\n"
+    )
+    raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + bad * 300 + b"--b--\r\n"
+    p = parse(raw)
+    assert len(p.attachments) == 300
+    assert len(p.defects) == MAX_DEFECTS
+    assert p.defects[-1].endswith(" more defects")
+
+
+def test_moderate_nesting_is_cut_at_max_depth():
+    raw = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(30)
+    )
+    raw += b"Content-Type: text/plain\r\n\r\ndeep\r\n"
+    p = parse(raw)
+    assert any("nesting deeper than" in d for d in p.defects)
+
+
+def test_many_parts_are_capped():
+    parts = b"".join(
+        b'--b\r\nContent-Type: application/pdf; name="f%d.pdf"\r\n\r\n%%PDF-1\r\n' % i
+        for i in range(1100)
+    )
+    raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
+    p = parse(raw)
+    assert len(p.attachments) == 999  # 1000 parts including the multipart itself
+    assert "more than 1000 MIME parts, the rest ignored" in p.defects
+
+
+def test_nul_in_text_and_subject_is_replaced():
+    p = parse(b"Subject: a\x00b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nx\x00y")
+    assert p.subject == "a\ufffdb"
+    assert p.text == "x\ufffdy"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\r\n",
+        b"\n\n\n",
+        b"\x00" * 100,
+        b"\xff\xfe\xfd" * 50,
+        b":",
+        b": no name\r\n\r\nbody",
+        b" leading continuation\r\n\r\nbody",
+        b"Subject: =?utf-8?b?!!!?= =?x-unknown?q?a?= =?utf-8?q?=FF?=\r\n\r\n",
+        b"Content-Type: multipart/mixed\r\n\r\nno boundary",
+        b'Content-Type: multipart/mixed; boundary=""\r\n\r\n--\r\n',
+        b"Content-Type: text/plain; charset=base64\r\n\r\nabc",  # not a text codec
+        b"Content-Type: text/plain; charset=utf-16\r\n\r\nodd",  # odd length
+        b'Content-Type: text/plain; charset="\xff\xfe"\r\n\r\nabc',
+        b"Content-Type: message/rfc822\r\n\r\n",
+        b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!",
+        b"Content-Disposition: attachment; filename*=bogus''%ZZ%FF\r\n\r\nx",
+        b"Content-Disposition: attachment; filename*0*=utf-8''a; filename*2=c\r\n\r\nx",
+        b'Content-Type: text/plain; name="\xff\xfe.pdf"\r\n\r\nx',
+        b'From: <<<@@@>>>\r\nTo: ,,,;;;\r\nCc: "unterminated\r\nDate: 99999999\r\n\r\n',
+        b"Content-Transfer-Encoding: base64\r\nContent-Type: application/pdf\r\n\r\n====",
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n=ZZ=\r\n=",
+        "Subject: ä\r\n\r\nstr input".encode(),
+    ],
+)
+def test_never_raises_on_garbage(raw):
+    p = parse(raw)
+    assert isinstance(p, ParsedMail)
+    assert_clean_strings(p)
+
+
+def test_never_raises_on_mutated_corpus():
+    """Truncations and byte flips of every corpus mail (fixed seed): parse always returns."""
+    rng = random.Random(20240304)
+    count = 0
+    for path in corpus_files():
+        raw = path.read_bytes()[:20_000]
+        for cut in sorted({0, 1, len(raw) // 3, len(raw) // 2, len(raw) - 1}):
+            p = parse(raw[:cut])
+            assert isinstance(p, ParsedMail)
+            count += 1
+        for _ in range(6):
+            data = bytearray(raw)
+            for _ in range(max(1, len(data) // 200)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            p = parse(bytes(data))
+            assert isinstance(p, ParsedMail)
+            assert_clean_strings(p)
+            count += 1
+    assert count > 200
+
+
+def test_parse_accepts_bytearray_and_memoryview():
+    raw = load("01_praxis_appointment.eml")
+    assert parse(bytearray(raw)).message_id == "appt-0001@example.org"
+    assert parse(memoryview(raw)).message_id == "appt-0001@example.org"
+
+
+def test_internal_failure_becomes_a_defect(monkeypatch):
+    import mailer.parsing as parsing
+
+    def boom(raw):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(parsing, "_parse", boom)
+    p = parsing.parse(b"Subject: x\r\n\r\nbody")
+    assert p.defects == ["unparseable mail (RuntimeError)"]
+    assert p.headers_size == len(b"Subject: x\r\n\r\n")
+
+
+def test_fingerprint():
+    raw = load("09_missing_message_id.eml")
+    assert fingerprint(raw) == hashlib.sha256(raw).hexdigest()
+    assert fingerprint(raw) != fingerprint(raw + b"\r\n")
+    assert len(fingerprint(b"")) == 64
+
+
+def test_parsing_the_corpus_is_fast():
+    import time
+
+    start = time.perf_counter()
+    for path in corpus_files():
+        parse(path.read_bytes())
+    assert time.perf_counter() - start < 2.0
+
+
+def test_date_is_aware_utc_comparable():
+    p = mail("01_praxis_appointment.eml")
+    assert p.date.astimezone(UTC) == datetime(2024, 3, 4, 8, 15, tzinfo=UTC)
