@@ -1,0 +1,84 @@
+"""X2: the mailer's exit codes, from its real image: 1 for a configuration error, 2 for a
+dependency still unreachable after bounded retries. (0 on SIGTERM is proven on the running
+praxis-mailer in test_faults.py.)"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.needs("praxis-mailer")]
+
+IMAGE = "stackcheck/mailer:0.1.0"
+HARDENING = [
+    "--read-only",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+    "--tmpfs",
+    "/tmp",
+    "--network",
+    "none",
+]
+
+
+def run_mailer(env: dict[str, str], mounts: list[str] = (), timeout: float = 120):
+    args = ["docker", "run", "--rm", *HARDENING]
+    for k, v in env.items():
+        args += ["--env", f"{k}={v}"]
+    for m in mounts:
+        args += ["--volume", m]
+    return subprocess.run([*args, IMAGE], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.req("X2", "S6")
+def test_configuration_error_exits_1_naming_the_problem():
+    proc = run_mailer({"MAILER_PROFILE": "praxis"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "configuration error" in out and "SOURCE_PASSWORD_FILE" in out, out
+
+
+@pytest.mark.req("X2", "S6")
+def test_plain_secret_in_environment_is_refused():
+    proc = run_mailer({"MAILER_PROFILE": "praxis", "DB_PASSWORD": "hunter2-in-env"})
+    assert proc.returncode == 1
+    assert "DB_PASSWORD_FILE" in proc.stdout + proc.stderr
+    assert "hunter2-in-env" not in proc.stdout + proc.stderr, "a secret value reached the log"
+
+
+@pytest.mark.req("X2")
+def test_unreachable_dependencies_exit_2_after_bounded_retries(tmp_path, sla):
+    secret = tmp_path / "pw"
+    secret.write_text("dummy-not-a-real-secret\n")
+    secret.chmod(0o444)
+    env = {
+        "MAILER_PROFILE": "praxis",
+        "MAILER_ADDRESSES": "praxis@example.com",
+        "SOURCE_PROTOCOL": "pop3",
+        "SOURCE_HOST": "mailpit",
+        "SOURCE_USER": "praxis",
+        "SOURCE_PASSWORD_FILE": "/run/secrets/pw",
+        "REDIS_HOST": "redis",
+        "REDIS_PASSWORD_FILE": "/run/secrets/pw",
+        "DB_HOST": "postgres",
+        "DB_PASSWORD_FILE": "/run/secrets/pw",
+        "CLAMD_HOST": "clamav",
+        "SMTP_HOST": "mailpit",
+        "SMTP_FROM": "praxis@example.com",
+        "STAFF_ADDRESS": "team@example.com",
+        "MAILER_START_ATTEMPTS": "3",
+        "MAILER_START_DELAY_SECONDS": "0.5",
+    }
+    proc = run_mailer(env, [f"{secret}:/run/secrets/pw:ro"])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-2000:]
+    assert "still unreachable after 3 attempts" in out, out[-2000:]
+    assert "dummy-not-a-real-secret" not in out
+    sla.record(
+        "X2",
+        "config error -> 1, unreachable redis after 3 attempts -> 2",
+        how="the mailer image run with --network none",
+    )
