@@ -84,7 +84,10 @@ class PgTools:
         return env
 
     # --- running tools ------------------------------------------------------------------
-    def _run(self, argv: list[str], what: str, *, stdin: str | None = None) -> str:
+    def _run(
+        self, argv: list[str], what: str, *, stdin: str | None = None, timed: bool = True
+    ) -> str:
+        timeout = self.cfg.dump_timeout if timed else None
         try:
             proc = subprocess.run(
                 argv,
@@ -92,7 +95,7 @@ class PgTools:
                 capture_output=True,
                 text=True,
                 env=self.env,
-                timeout=self.cfg.dump_timeout,
+                timeout=timeout,
             )
         except FileNotFoundError:
             raise ConfigError(f"{argv[0]} is not installed in this image") from None
@@ -187,4 +190,5 @@ class PgTools:
     def restore(self, path: Path, target: str, *, no_owner: bool = False) -> None:
         argv = ["pg_restore", "-w", "--exit-on-error", "--single-transaction", "-d", target]
         argv += ["--no-owner"] if no_owner else []
-        self._run([*argv, str(path)], f"pg_restore of {path.name} into {target}")
+        # no timeout: an operator runs a restore and watches it; a large one may take hours
+        self._run([*argv, str(path)], f"pg_restore of {path.name} into {target}", timed=False)
