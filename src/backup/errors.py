@@ -58,6 +58,18 @@ class Interrupted(BackupError):
     exit_code = 7
 
 
+EXIT_CODES = {
+    0: "success",
+    1: "database error: connection, authentication, a failing pg_dump/psql/pg_restore, a dump "
+    "pg_restore cannot read back",
+    2: "disk full: the free-space check before the run, or a write failing with ENOSPC",
+    3: "another run holds the lock (runs never overlap)",
+    4: "configuration or usage error (variable, secret file, argument, refused restore target)",
+    5: "storage error other than a full disk (permission denied, I/O error)",
+    6: "restore: restored but different from the source; list: a checksum does not match",
+    7: "interrupted by SIGTERM/SIGINT before the run finished",
+}
+
 RESULTS = ("success", "db_error", "disk_full", "overlap", "config_error", "io_error", "interrupted")
 
 _FULL = {errno.ENOSPC, errno.EDQUOT}

@@ -7,6 +7,7 @@ StorageError, so "disk full" is detected, never guessed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -70,15 +71,11 @@ class AtomicFile:
 
     def abort(self) -> None:
         if self._fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
             self._fd = None
-        try:
+        with contextlib.suppress(OSError):
             self.tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
 
     def __enter__(self) -> AtomicFile:
         return self

@@ -7,6 +7,7 @@ who took the lock, for the message of the run that finds it taken.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -62,10 +63,8 @@ class RunLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             os.ftruncate(self._fd, 0)
-        except OSError:
-            pass
         os.close(self._fd)  # closing the last descriptor releases the flock
         self._fd = None
 

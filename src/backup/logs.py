@@ -9,7 +9,7 @@ import threading
 from datetime import UTC, datetime
 from typing import TextIO
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a signal handler may log while the main thread does
 stream: TextIO = sys.stdout
 
 

@@ -1,12 +1,12 @@
 """Prometheus metrics of the backup service (B1). The alert rules (docs/backup-restore.md) use:
 
-    backup_last_success_timestamp_seconds   end of the last successful run (0: none known)
-    backup_last_run_timestamp_seconds       end of the last run, whatever its result
-    backup_last_duration_seconds            duration of the last run
-    backup_last_size_bytes                  bytes written by the last successful run
-    backup_last_exit_code                   exit code of the last run (0 success, see backup)
-    backup_runs_total{result}               runs by result: success, db_error, disk_full,
-                                            overlap, config_error, io_error, interrupted
+backup_last_success_timestamp_seconds   end of the last successful run (0: none known)
+backup_last_run_timestamp_seconds       end of the last run, whatever its result
+backup_last_duration_seconds            duration of the last run
+backup_last_size_bytes                  bytes written by the last successful run
+backup_last_exit_code                   exit code of the last run (0 success, see backup)
+backup_runs_total{result}               runs by result: success, db_error, disk_full,
+                                        overlap, config_error, io_error, interrupted
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The names of backup files. Only files with these names are ever rotated (B2):
 
-    <database>-<YYYYmmddTHHMMSSZ>.dump          pg_dump -Fc of one database
-    globals-<YYYYmmddTHHMMSSZ>.sql              pg_dumpall --globals-only (roles, tablespaces)
-    <either of the above>.sha256                its checksum
+<database>-<YYYYmmddTHHMMSSZ>.dump          pg_dump -Fc of one database
+globals-<YYYYmmddTHHMMSSZ>.sql              pg_dumpall --globals-only (roles, tablespaces)
+<either of the above>.sha256                its checksum
 """
 
 from __future__ import annotations

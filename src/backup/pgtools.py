@@ -125,7 +125,10 @@ class PgTools:
         with tempfile.TemporaryFile(dir=self.cfg.tmp_dir) as err:
             try:
                 proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
                     env=self.env,
                 )
             except FileNotFoundError:

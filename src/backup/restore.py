@@ -17,7 +17,6 @@ empty), 6 restored but different from the source.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,6 @@ from backup.errors import BackupError, ConfigError, DatabaseError, Mismatch
 from backup.pgtools import PgTools
 
 PROTECTED = {"postgres", "template0", "template1"}
-_DATABASE_ENTRY = re.compile(r"^\d+; \d+ \d+ DATABASE - (?P<db>\S+) (?P<owner>\S+)$", re.MULTILINE)
 
 
 @dataclass
@@ -51,16 +49,13 @@ class RestoreSummary:
     def text(self) -> str:
         lines = [
             f"restored {self.dump} into database {self.target} in {self.restore_seconds:.2f} s",
-            f"  compared with: {self.compared_with}"
-            + (f" ({self.source})" if self.source else ""),
+            f"  compared with: {self.compared_with}" + (f" ({self.source})" if self.source else ""),
             f"  tables: {self.tables}, rows: {self.rows}, equal: {len(self.equal)}",
         ]
         lines += [f"  MISSING {t}" for t in self.missing]
         lines += [f"  EXTRA   {t}" for t in self.extra]
         lines += [f"  DIFFERS {t}: {why}" for t, why in self.differ.items()]
-        lines.append(
-            f"  verification took {self.verify_seconds:.2f} s; result: {self.result}"
-        )
+        lines.append(f"  verification took {self.verify_seconds:.2f} s; result: {self.result}")
         return "\n".join(lines)
 
 
@@ -91,6 +86,15 @@ def _relations(pg: PgTools, db: str) -> int:
 def _exists(pg: PgTools, db: str) -> bool:
     rows = pg.query("SELECT 1 FROM pg_database WHERE datname = :'db'", variables={"db": db})
     return bool(rows)
+
+
+def _owner(pg: PgTools, db: str) -> str | None:
+    """The owner of the dump's source database, if it still exists (the target gets the same)."""
+    rows = pg.query(
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = :'db'",
+        variables={"db": db},
+    )
+    return rows[0][0] if rows else None
 
 
 def _role_exists(pg: PgTools, role: str) -> bool:
@@ -137,8 +141,10 @@ def restore(
     except BackupError as exc:
         logs.error("restore failed", dump=dump_name, target=target, error=str(exc))
         if as_json:
-            print(json.dumps({"result": exc.result, "exit_code": exc.exit_code,
-                              "error": str(exc)}), flush=True)
+            print(
+                json.dumps({"result": exc.result, "exit_code": exc.exit_code, "error": str(exc)}),
+                flush=True,
+            )
         return exc.exit_code
     print(json.dumps(asdict(summary)) if as_json else summary.text(), flush=True)
     return summary.exit_code
@@ -158,8 +164,7 @@ def _restore(
     with PgTools(cfg) as pg:
         listing = pg.archive_list(path)
         source = source_db or verify.dump_database_name(listing)
-        entry = _DATABASE_ENTRY.search(listing)
-        owner = entry["owner"] if entry and not no_owner else None
+        owner = None if no_owner or not source else _owner(pg, source)
         same = source == target
         created = prepare_target(pg, target, owner, force and not same)
         t0 = time.monotonic()
@@ -179,8 +184,11 @@ def _restore(
             try:
                 reference = verify.parse_stats(pg.query(verify.TABLE_STATS_SQL, db=source))
             except DatabaseError as exc:
-                logs.warning("source database not reachable; comparing with the dump's list",
-                             source=source, error=str(exc))
+                logs.warning(
+                    "source database not reachable; comparing with the dump's list",
+                    source=source,
+                    error=str(exc),
+                )
     summary = RestoreSummary(
         dump=path.name,
         target=target,

@@ -90,8 +90,12 @@ def _dumps(
             continue
         report.artifacts.append(art)
         logs.info(
-            "dump written", database=db, file=art.path.name, bytes=art.size,
-            seconds=round(time.monotonic() - t0, 3), server=art.server_version,
+            "dump written",
+            database=db,
+            file=art.path.name,
+            bytes=art.size,
+            seconds=round(time.monotonic() - t0, 3),
+            server=art.server_version,
         )
     final = cfg.backup_dir / naming.globals_name(started)
     try:

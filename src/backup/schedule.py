@@ -10,7 +10,7 @@ _HHMM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 
 
 def parse_times(text: str) -> tuple[time, ...]:
-    """"02:30" or "02:30,14:30" -> sorted UTC times; ValueError names the bad part."""
+    """ "02:30" or "02:30,14:30" -> sorted UTC times; ValueError names the bad part."""
     out = set()
     for part in re.split(r"[\s,]+", text.strip()):
         if not part:
@@ -28,9 +28,7 @@ def next_run(now: datetime, times: tuple[time, ...]) -> datetime:
     """The first scheduled moment strictly after `now` (an aware datetime)."""
     now = now.astimezone(UTC)
     candidates = [
-        datetime.combine(now.date() + timedelta(days=d), t)
-        for d in (0, 1)
-        for t in times
+        datetime.combine(now.date() + timedelta(days=d), t) for d in (0, 1) for t in times
     ]
     return min(c for c in candidates if c > now)
 

@@ -53,41 +53,26 @@ def ollama(stack):
             "started inside an external stack"
         )
     name = f"{stack.config.project}-ollama-double"
-    network = f"{stack.config.project}_backend"
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    # Created on the frontend network, which can publish the control port to loopback, then
+    # joined to the internal backend network as `ollama`, where the mailers look for it.
+    # fmt: off
     subprocess.run(
-        [
-            "docker",
-            "run",
-            "--detach",
-            "--name",
-            name,
-            "--network",
-            network,
-            "--network-alias",
-            "ollama",
-            "--read-only",
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "--user",
-            "65534:65534",
-            "--label",
-            "org.stackcheck.double=ollama",
-            "--volume",
-            f"{ROOT / 'tests' / 'doubles'}:/double:ro",
-            "--publish",
-            "127.0.0.1::11434",
-            "--entrypoint",
-            "python3",
-            MAILER_IMAGE,
-            "/double/ollama_double.py",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
+        ["docker", "run", "--detach", "--name", name,
+         "--network", f"{stack.config.project}_frontend",
+         "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+         "--user", "65534:65534", "--label", "org.stackcheck.double=ollama",
+         "--volume", f"{ROOT / 'tests' / 'doubles'}:/double:ro",
+         "--publish", "127.0.0.1::11434",
+         "--entrypoint", "python3", MAILER_IMAGE, "/double/ollama_double.py"],
+        check=True, capture_output=True, text=True,
     )
+    subprocess.run(
+        ["docker", "network", "connect", "--alias", "ollama",
+         f"{stack.config.project}_backend", name],
+        check=True, capture_output=True, text=True,
+    )
+    # fmt: on
     port = subprocess.run(
         ["docker", "port", name, "11434/tcp"], check=True, capture_output=True, text=True
     ).stdout.split()[0]
