@@ -71,6 +71,7 @@ found=$(awk -v out="$shadow/$base" '
         print clean(k), clean(v)
         next
       }
+    }
     print line > out
   }
 ' "$config")
