@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 _lock = threading.RLock()  # re-entrant: a signal handler may log while the main thread does
-stream: TextIO = sys.stdout
+stream: TextIO | None = None  # None: sys.stdout at the time of the call
 
 
 def event(level: str, message: str, **fields: object) -> None:
@@ -23,7 +23,7 @@ def event(level: str, message: str, **fields: object) -> None:
     }
     line = json.dumps(record, default=str, ensure_ascii=False)
     with _lock:
-        print(line, file=stream, flush=True)
+        print(line, file=stream or sys.stdout, flush=True)
 
 
 def info(message: str, **fields: object) -> None:

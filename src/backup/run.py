@@ -21,7 +21,7 @@ from pathlib import Path
 from backup import logs, naming, rotate, runlog, space
 from backup.config import Config
 from backup.dump import Artifact, Opener, Source, dump_database, dump_globals
-from backup.errors import BackupError, ConfigError, DatabaseError, StorageError
+from backup.errors import BackupError, ConfigError, DatabaseError, from_os_error
 from backup.files import AtomicFile, remove_partials
 from backup.lock import RunLock
 
@@ -143,9 +143,9 @@ def run_backup(
                 logs.info("expired dumps deleted", files=report.rotated)
     except BackupError as exc:
         report.result, report.exit_code, report.message = exc.result, exc.exit_code, str(exc)
-    except OSError as exc:  # a file operation outside the translated paths
-        err = StorageError(str(exc))
-        report.result, report.exit_code, report.message = err.result, err.exit_code, str(exc)
+    except OSError as exc:  # a file operation outside the translated paths: still by errno
+        err = from_os_error(exc, "backup run")
+        report.result, report.exit_code, report.message = err.result, err.exit_code, str(err)
     report.duration = time.monotonic() - t0
     _log_run(cfg, report)
     return report

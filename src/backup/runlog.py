@@ -9,6 +9,7 @@ the run failed. Values without spaces stay bare, so `grep result=disk_full` work
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -99,6 +100,9 @@ def append(directory: Path, rec: RunRecord) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         try:
+            if os.fstat(fd).st_mode & 0o007:  # B5: never world-readable, even if made by hand
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, FILE_MODE)
             if os.write(fd, data) != len(data):
                 raise OSError(errno.ENOSPC, "short write")  # a short append means a full disk
             os.fsync(fd)

