@@ -20,6 +20,11 @@ from pathlib import Path
 from stackcheck import project_root
 
 
+def random_password() -> str:
+    # URL-safe: no quoting trouble in DSNs, config files or htpasswd lines
+    return secrets.token_urlsafe(32)
+
+
 def copy(*values: str) -> str:
     """The same value for a second reader: a secret file is mode 0400 and has one owner, so a
     password two services need exists twice, each copy owned by its reader."""
@@ -30,6 +35,13 @@ def redis_acl(password: str) -> str:
     """An ACL file line for the default user that stores only the password's SHA-256."""
     digest = hashlib.sha256(password.encode()).hexdigest()
     return f"user default on sanitize-payload #{digest} ~* &* +@all\n"
+
+
+def kms_key() -> str:
+    """MinIO's MINIO_KMS_SECRET_KEY: `<key name>:<base64 of 32 random bytes>`."""
+    import base64
+
+    return "stackcheck-sse:" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def mailpit_auth(praxis: str, ecom: str) -> str:
@@ -45,6 +57,7 @@ class SecretSpec:
     # generated from other secrets (in this order) instead of at random, by `derive`
     derive_from: str | tuple[str, ...] | None = None
     derive: Callable[..., str] = copy
+    make: Callable[[], str] = random_password  # for secrets not derived from others
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -57,6 +70,7 @@ POSTGRES_UID = REDIS_UID = 999  # the official images' postgres and redis users
 MAILPIT_UID = 1025
 PRAXIS_UID, ECOM_UID, MAILER_GID = 1001, 1002, 1000  # our mailer image's users
 N8N_UID = 1000  # the official n8n image's node user
+MINIO_UID = 1004
 
 SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("postgres_password", POSTGRES_UID, POSTGRES_UID),
@@ -67,8 +81,13 @@ SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("redis_acl", REDIS_UID, REDIS_UID, "redis_password", redis_acl),
     SecretSpec("praxis_pop3_password", PRAXIS_UID, MAILER_GID),
     SecretSpec("ecom_pop3_password", ECOM_UID, MAILER_GID),
-    SecretSpec("mailpit_pop3_auth", MAILPIT_UID, MAILPIT_UID,
-               ("praxis_pop3_password", "ecom_pop3_password"), mailpit_auth),
+    SecretSpec(
+        "mailpit_pop3_auth",
+        MAILPIT_UID,
+        MAILPIT_UID,
+        ("praxis_pop3_password", "ecom_pop3_password"),
+        mailpit_auth,
+    ),
     SecretSpec("praxis_mailer_db_password", PRAXIS_UID, MAILER_GID, "praxis_db_password"),
     SecretSpec("ecom_mailer_db_password", ECOM_UID, MAILER_GID, "ecom_db_password"),
     SecretSpec("praxis_mailer_redis_password", PRAXIS_UID, MAILER_GID, "redis_password"),
@@ -76,16 +95,15 @@ SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("n8n_app_db_password", N8N_UID, N8N_UID, "n8n_db_password"),
     # n8n also writes the key into its volume: a new key for an existing volume is refused
     SecretSpec("n8n_encryption_key", N8N_UID, N8N_UID),
+    # the optional MinIO archive (compose profile `minio`)
+    SecretSpec("minio_root_user", MINIO_UID, MINIO_UID),
+    SecretSpec("minio_root_password", MINIO_UID, MINIO_UID),
+    SecretSpec("minio_kms_key", MINIO_UID, MINIO_UID, make=kms_key),
 )
 
 
 class SecretSetupError(RuntimeError):
     """A secret could not be written or given to its service's uid."""
-
-
-def random_password() -> str:
-    # URL-safe: no quoting trouble in DSNs, config files or htpasswd lines
-    return secrets.token_urlsafe(32)
 
 
 def _write(path: Path, content: str) -> None:
@@ -148,7 +166,7 @@ def ensure(directory: Path, specs: tuple[SecretSpec, ...] = SPECS) -> list[str]:
                 _write(path, content)
                 changed.append(f"{spec.name} (derived from {', '.join(spec.sources)})")
         elif not path.exists():
-            _write(path, random_password())
+            _write(path, spec.make())
             changed.append(spec.name)
         if path.stat().st_mode & 0o777 != 0o400:
             path.chmod(0o400)

@@ -27,6 +27,8 @@ def merged(variant: str) -> dict:
             "--project-directory",
             str(STACK),
             *files,
+            "--profile",  # every profile: the optional minio obeys the policy too
+            "*",
             "config",
             "--format",
             "json",
