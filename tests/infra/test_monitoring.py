@@ -37,7 +37,9 @@ GIB = 2**30
 
 
 # --- clients ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
+# Function-scoped on purpose: the `needs` skip (an autouse fixture of the plugin) must run
+# before a client is made for a service the stack may not have.
+@pytest.fixture
 def prom(stack) -> httpx.Client:
     with stack.http("prometheus", 9090) as client:
         yield client
@@ -56,7 +58,7 @@ def scalar(prom: httpx.Client, expr: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def grafana(stack) -> httpx.Client:
     password = stack.secret("grafana_admin_password", service="grafana")
     with stack.http("grafana", 3000, auth=("admin", password)) as client:
@@ -207,9 +209,11 @@ def test_loki_holds_no_email_address_or_secret_value(stack, sla):
     checked, leaked = 0, []
     for path in sorted((stack.config.stack_dir / "secrets").glob("*")):
         try:
-            values = [v for v in path.read_text().split() if len(v) >= 8]
+            values = path.read_text().split()
         except PermissionError:
             continue
+        if len(values) != 1 or len(values[0]) < 8:
+            continue  # derived files (ACL hashes, user:password lists) repeat a base secret
         for value in values:
             checked += 1
             needle = json.dumps(value)[1:-1]
@@ -334,7 +338,7 @@ def test_every_rule_and_dashboard_query_runs(prom, sla):
 
 # --- M3: an alert reaches the mailbox -------------------------------------------------------------
 @pytest.mark.req("M3")
-@pytest.mark.needs("alertmanager", "mailpit", "praxis-mailer")
+@pytest.mark.needs("alertmanager", "mailpit")
 def test_alert_mail_reaches_the_mailbox(stack, sla):
     """A critical alert posted to Alertmanager arrives as mail for alerts@example.com in the
     stack's mail server, read over POP3 as any mail client would (without deleting anything)."""

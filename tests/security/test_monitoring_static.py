@@ -208,9 +208,9 @@ def test_targets_come_from_service_discovery(sla):
     static = [name for name, job in jobs.items() if "static_configs" in job]
     socket = [name for name, job in jobs.items() if "docker_sd_configs" in job]
     undiscovered = [
-        name for name, job in jobs.items() if not job.get("dns_sd_configs") and not job.get(
-            "file_sd_configs"
-        )
+        name
+        for name, job in jobs.items()
+        if not job.get("dns_sd_configs") and not job.get("file_sd_configs")
     ]
     am = config["alerting"]["alertmanagers"]
     required = {
@@ -357,7 +357,9 @@ def test_mailer_panels_use_metrics_the_mailer_exports():
         for name in re.findall(r"\b((?:emails?|ai|attachments?|mailbox|smtp)_[a-z_]+)\b", expr):
             used.add(re.sub(r"_(bucket|sum|count)$", "", name))
     for rule in alert_rules():
-        used.update(re.findall(r"\b((?:emails?|attachments?|mailbox|smtp)_[a-z_]+)\b", rule["expr"]))
+        used.update(
+            re.findall(r"\b((?:emails?|attachments?|mailbox|smtp)_[a-z_]+)\b", rule["expr"])
+        )
     assert used <= defined, f"not exported by the mailer: {sorted(used - defined)}"
 
 

@@ -1,5 +1,5 @@
-"""Helpers of the end-to-end suite: submit mail over SMTP, wait for the mailers' rows, read their
-metrics, and run the Ollama double where no Ollama answers."""
+"""Fixtures shared by the acceptance suites: SMTP submission, the mailers' databases, and the
+Ollama double where no Ollama answers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from stackcheck.mailflow import MailClient, OllamaDouble, ProfileDB
 from stackcheck.mode import Mode
 from stackcheck.waits import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MAILER_IMAGE = "stackcheck/mailer:0.1.0"
 
 
