@@ -4,8 +4,9 @@ compare it with its source (B6, SLA-R4).
 1. the dump's checksum is verified (a mismatch refuses the restore) and pg_restore reads its
    table of contents;
 2. the target database is created (TEMPLATE template0, owned like the source when that role
-   exists); an existing database is used only if it is empty, or dropped and recreated with
-   --force;
+   exists, CONNECT revoked from PUBLIC as the stack's init script does); an existing database is
+   used only if it is empty, or dropped and recreated with --force (never the dump's own
+   database);
 3. pg_restore --single-transaction --exit-on-error: all or nothing;
 4. every table's row count and content checksum is compared with the source database when it
    is reachable (else: the dump's list of tables must all be there); a summary is printed.
@@ -122,6 +123,9 @@ def prepare_target(pg: PgTools, target: str, owner: str | None, force: bool) -> 
         sql += ' OWNER :"owner"'
         variables["owner"] = owner
     pg.query(sql, variables=variables)
+    # database-level grants are not in a dump made without --create: apply the stack's rule
+    # (stack/config/postgres/initdb: only the owner connects)
+    pg.query('REVOKE ALL ON DATABASE :"db" FROM PUBLIC', variables={"db": target})
     logs.info("target database created", target=target, owner=variables.get("owner"))
     return True
 

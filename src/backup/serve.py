@@ -41,10 +41,10 @@ def make_handler(metrics: Metrics, state: State, stale_after: float):
                 metrics.sync()  # runs logged by anyone since the last scrape
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))
             elif self.path == "/healthz":
-                # healthy while the scheduler loop is alive: a run in progress updates no
-                # heartbeat, so it is allowed its full timeout
+                # healthy while the scheduler loop is alive: it beats at least once a minute
+                # when idle; a run in progress is bounded by its own timeouts (watchdog)
                 age = time.monotonic() - state.heartbeat
-                ok = age < stale_after
+                ok = state.running_since is not None or age < stale_after
                 body = {
                     "status": "ok" if ok else "stuck",
                     "running": state.running_since is not None,
@@ -84,7 +84,7 @@ def serve(cfg: Config) -> int:
     last = runlog.last_success(cfg.backup_dir)
     metrics.sync()
     server = ThreadingHTTPServer(
-        ("", cfg.metrics_port), make_handler(metrics, state, cfg.dump_timeout + 300)
+        ("", cfg.metrics_port), make_handler(metrics, state, stale_after=300)
     )
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()

@@ -39,6 +39,7 @@ class BuildSpec:
     image: str
     context: Path
     dockerfile: str = "Dockerfile"
+    args: tuple[tuple[str, str], ...] = ()  # build args, part of what identifies the image
 
     @property
     def dockerfile_path(self) -> Path:
@@ -56,22 +57,54 @@ class BuildSpec:
         return self.recipe != self.context.resolve()
 
 
-def specs_from_compose(path: Path) -> list[BuildSpec]:
-    """Every service of a compose file that has both `image:` and `build:` (one spec per image:
-    two services sharing an image build it once)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    out = []
-    for name, svc in (data.get("services") or {}).items():
-        build = (svc or {}).get("build")
-        if not build or not svc.get("image"):
+def _build_args(raw) -> dict[str, str]:
+    if isinstance(raw, list):  # ["KEY=value", ...]
+        return dict(item.split("=", 1) for item in raw if "=" in item)
+    return {str(k): "" if v is None else str(v) for k, v in (raw or {}).items()}
+
+
+def specs_from_files(paths: list[Path]) -> list[BuildSpec]:
+    """The images a set of compose files builds, merged the way Compose merges them: a later file
+    may replace a service's image and add or override build keys and build args (the offline
+    override builds the backup image with another PostgreSQL client). One spec per image: two
+    services sharing an image build it once."""
+    merged: dict[str, dict] = {}
+    for path in paths:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for name, svc in (data.get("services") or {}).items():
+            svc = svc or {}
+            entry = merged.setdefault(name, {"args": {}})
+            if svc.get("image"):
+                entry["image"] = svc["image"]
+            build = svc.get("build")
+            if not build:
+                continue
+            if isinstance(build, str):
+                build = {"context": build}
+            if "context" in build or "context" not in entry:
+                entry["context"] = (path.parent / build.get("context", ".")).resolve()
+            if "dockerfile" in build:
+                entry["dockerfile"] = build["dockerfile"]
+            entry["args"].update(_build_args(build.get("args")))
+    out: list[BuildSpec] = []
+    for name, e in merged.items():
+        if "context" not in e or not e.get("image") or any(o.image == e["image"] for o in out):
             continue
-        if isinstance(build, str):
-            build = {"context": build}
-        if any(o.image == svc["image"] for o in out):
-            continue
-        context = (path.parent / build.get("context", ".")).resolve()
-        out.append(BuildSpec(name, svc["image"], context, build.get("dockerfile", "Dockerfile")))
+        out.append(
+            BuildSpec(
+                name,
+                e["image"],
+                e["context"],
+                e.get("dockerfile", "Dockerfile"),
+                tuple(sorted(e["args"].items())),
+            )
+        )
     return out
+
+
+def specs_from_compose(path: Path) -> list[BuildSpec]:
+    """The images one compose file builds (see specs_from_files)."""
+    return specs_from_files([path])
 
 
 def context_hash(context: Path, base_ids: dict[str, str] | None = None) -> str:
@@ -110,9 +143,13 @@ def prepare(spec: BuildSpec, log_dir: Path) -> None:
         return
     log = log_dir / f"prepare-{spec.service}.log"
     with log.open("w") as fh:
-        proc = subprocess.run(["bash", str(script)], cwd=spec.recipe, stdout=fh,
-                              stderr=subprocess.STDOUT, env={**os.environ,
-                                                             "ROOT": str(project_root())})
+        proc = subprocess.run(
+            ["bash", str(script)],
+            cwd=spec.recipe,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "ROOT": str(project_root())},
+        )
     if proc.returncode != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
         raise RuntimeError(f"preparing {spec.image} failed (log {log}):\n{tail}")
@@ -124,6 +161,7 @@ def build(spec: BuildSpec, log_dir: Path) -> tuple[BuildSpec, str, float]:
     if not spec.external_context:
         prepare(spec, log_dir)
     bases = {b: _inspect(b, "{{.Id}}") or "absent" for b in base_images(spec)}
+    bases.update({f"arg:{k}": v for k, v in spec.args})
     digest = context_hash(spec.recipe, bases)
     if _inspect(spec.image, f'{{{{ index .Config.Labels "{LABEL}" }}}}') == digest:
         return spec, "cached", time.monotonic() - start
@@ -142,6 +180,7 @@ def build(spec: BuildSpec, log_dir: Path) -> tuple[BuildSpec, str, float]:
                 spec.image,
                 "--file",
                 str(spec.dockerfile_path),
+                *(a for k, v in spec.args for a in ("--build-arg", f"{k}={v}")),
                 str(spec.context),
             ],
             stdout=fh,
@@ -176,7 +215,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--log-dir", type=Path, default=project_root() / ".stackcheck" / "logs")
     args = parser.parse_args(argv)
-    specs = [s for f in args.files for s in specs_from_compose(f)]
+    specs = specs_from_files(args.files)
     failures = build_all(specs, args.jobs, args.log_dir)
     return 1 if failures else 0
 

@@ -399,8 +399,9 @@ def test_scrape_success_over_24h(prom, sla):
     sla.check(
         "SLA-AV4",
         share,
-        how=f"sum_over_time(up)/count_over_time(up) over the last {min(hours, 24):.1f} h "
-        f"of history; per job: {detail}",
+        how=f"sum_over_time(up)/count_over_time(up) over the last "
+        f"{f'{hours * 60:.0f} min' if hours < 1 else f'{min(hours, 24):.1f} h'} of history; "
+        f"per job: {detail}",
     )
 
 

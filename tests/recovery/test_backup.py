@@ -330,7 +330,7 @@ def test_restore_into_a_fresh_database_equals_the_source(stack, sla, seeded):
     rows = sum(s.rows for s in restored.values())
     sla.check(
         "SLA-R4",
-        restore_took,
+        round(restore_took, 2),
         how=f"`python3 -m backup restore {dump} --target-db NEW` end to end (checksum, create, "
         f"pg_restore {summary['restore_seconds']:.2f} s, compare {summary['verify_seconds']:.2f} "
         f"s): {len(restored)} tables, {rows} rows, {rec.sizes['praxis'] / 1024:.0f} KiB dump",
@@ -479,7 +479,7 @@ def test_a_failed_run_is_counted_in_the_service_metrics(stack, sla, seeded):
         "failed run: exit 1, backup.log line, backup_runs_total{result=db_error} +1, "
         "backup_last_exit_code 1",
         how="`docker exec -e PGPORT=5999 backup python3 -m backup run`, then /metrics of the "
-        "service (alert rules BackupFailed/BackupMissing in docs/backup-restore.md)",
+        "service (alerts: stack/config/prometheus/rules/backup.yml)",
     )
 
 

@@ -31,6 +31,7 @@ PROVISIONING = CONFIG / "grafana" / "provisioning"
 LOKI = CONFIG / "loki" / "loki.yml"
 ALLOY = CONFIG / "alloy" / "config.alloy"
 MAILER_METRICS = ROOT / "stack" / "images" / "mailer" / "build" / "app" / "mailer" / "metrics.py"
+COMPOSE = ROOT / "stack" / "compose.yml"
 
 # Grafana's interval variables, replaced by a representative value before promtool parses a query
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "6h"}
@@ -230,6 +231,32 @@ def test_targets_come_from_service_discovery(sla):
     for name, job in jobs.items():
         names = [n for sd in job["dns_sd_configs"] for n in sd["names"]]
         assert names == [name], f"job {name} discovers {names}, not its own service"
+
+
+def _compose_services() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+def _networks(svc: dict) -> set[str]:
+    nets = svc.get("networks") or []
+    return set(nets if isinstance(nets, list) else nets.keys())
+
+
+@pytest.mark.req("M4", "S3")
+def test_prometheus_shares_a_network_with_every_service_it_scrapes():
+    """DNS discovery only sees services on Prometheus' own networks: a scraped service that
+    does not join one is silently never found."""
+    services = _compose_services()
+    if "prometheus" not in services:
+        pytest.skip("stack/compose.yml has no prometheus service yet")
+    prom_nets = _networks(services["prometheus"])
+    jobs = [job["job_name"] for job in _config()["scrape_configs"]]
+    unreachable = {
+        job: sorted(_networks(services[job]))
+        for job in jobs
+        if job in services and not (_networks(services[job]) & prom_nets)
+    }
+    assert not unreachable, f"not on a network of prometheus {sorted(prom_nets)}: {unreachable}"
 
 
 # --- Alertmanager (M3) --------------------------------------------------------------------------
@@ -497,6 +524,22 @@ def test_alloy_scrubs_emails_and_passwords_and_keeps_the_rest(line, gone, kept, 
     assert scrub(out) == out, "scrubbing is not idempotent"
     if not gone:
         assert out == line, f"a line without secrets changed: {out!r}"
+
+
+@pytest.mark.req("S7", "M6")
+def test_container_logs_carry_the_service_name_alloy_reads():
+    """Alloy names a line's service from the json-file "attrs", which Docker writes only for
+    labels listed in the logging option `labels`."""
+    services = _compose_services()
+    if "alloy" not in services:
+        pytest.skip("stack/compose.yml has no alloy service yet")
+    missing = [
+        name
+        for name, svc in services.items()
+        if "com.docker.compose.service"
+        not in str(((svc.get("logging") or {}).get("options") or {}).get("labels", "")).split(",")
+    ]
+    assert not missing, f"logging.options.labels lacks com.docker.compose.service: {missing}"
 
 
 @pytest.mark.req("S7")

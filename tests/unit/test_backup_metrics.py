@@ -70,7 +70,10 @@ def test_metrics_and_healthz_endpoints(tmp_path: Path):
         assert b'backup_runs_total{result="disk_full"} 1.0' in body
         health = json.loads(urllib.request.urlopen(f"{base}/healthz", timeout=5).read())
         assert health["status"] == "ok"
-        state.heartbeat -= 120  # the scheduler loop stopped beating
+        state.heartbeat -= 120  # a long run: no beat, but bounded by its own timeouts
+        state.running_since = state.heartbeat
+        assert urllib.request.urlopen(f"{base}/healthz", timeout=5).status == 200
+        state.running_since = None  # idle and no beat: the scheduler loop is stuck
         with pytest.raises(urllib.error.HTTPError) as exc:
             urllib.request.urlopen(f"{base}/healthz", timeout=5)
         assert exc.value.code == 503

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from stackcheck.images import BuildSpec, base_images, context_hash, specs_from_compose
+from stackcheck.images import (
+    BuildSpec,
+    base_images,
+    context_hash,
+    specs_from_compose,
+    specs_from_files,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -180,3 +186,27 @@ def test_recipe_is_dockerfile_folder_for_external_context(tmp_path):
     assert s.context == (tmp_path / ".stackcheck/n8n/context").resolve()  # need not exist
     assert s.recipe == img.resolve() and s.external_context
     assert base_images(s) == ["debian:bookworm-slim"]
+
+
+def test_later_file_overrides_build_args_and_image(tmp_path):
+    """The offline override changes only the backup image's build args: the merged spec keeps
+    the canonical context and carries the override's args."""
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    (tmp_path / "compose.yml").write_text(
+        "services:\n  backup:\n    image: stackcheck/backup:1\n    build:\n      context: ./b\n"
+        "      args: {PG_MAJOR: '18', MIRROR: http://x}\n"
+        "  plain:\n    image: redis:8\n"
+    )
+    (tmp_path / "compose.offline.yml").write_text(
+        "services:\n  backup:\n    build:\n      args: [PG_MAJOR=15, MIRROR=]\n"
+        "  plain:\n    image: stackcheck/redis:7\n    build: ./b\n"
+    )
+    specs = specs_from_files([tmp_path / "compose.yml", tmp_path / "compose.offline.yml"])
+    by_service = {s.service: s for s in specs}
+    assert by_service["backup"].context == (tmp_path / "b").resolve()
+    assert dict(by_service["backup"].args) == {"PG_MAJOR": "15", "MIRROR": ""}
+    assert by_service["plain"].image == "stackcheck/redis:7"
+    canonical = {s.service: s for s in specs_from_files([tmp_path / "compose.yml"])}
+    assert dict(canonical["backup"].args) == {"PG_MAJOR": "18", "MIRROR": "http://x"}
+    assert "plain" not in canonical
