@@ -72,6 +72,8 @@ PRAXIS_UID, ECOM_UID, MAILER_GID = 1001, 1002, 1000  # our mailer image's users
 N8N_UID = 1000  # the official n8n image's node user
 MINIO_UID = 1004
 BACKUP_UID = 1003
+NOBODY_UID = 65534  # the Prometheus images' user
+GRAFANA_UID = 472
 
 SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("postgres_password", POSTGRES_UID, POSTGRES_UID),
@@ -95,6 +97,10 @@ SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("ecom_mailer_redis_password", ECOM_UID, MAILER_GID, "redis_password"),
     SecretSpec("n8n_app_db_password", N8N_UID, N8N_UID, "n8n_db_password"),
     SecretSpec("backup_db_password", BACKUP_UID, BACKUP_UID, "postgres_password"),
+    # monitoring: postgres-exporter's role (created by initdb/20-monitoring.sh), grafana's admin
+    SecretSpec("monitoring_db_password", POSTGRES_UID, POSTGRES_UID),
+    SecretSpec("postgres_exporter_password", NOBODY_UID, NOBODY_UID, "monitoring_db_password"),
+    SecretSpec("grafana_admin_password", GRAFANA_UID, 0),
     # n8n also writes the key into its volume: a new key for an existing volume is refused
     SecretSpec("n8n_encryption_key", N8N_UID, N8N_UID),
     # the optional MinIO archive (compose profile `minio`)
