@@ -1,0 +1,117 @@
+"""Recovery of the whole stack: E3 (down, core first, then everything), SLA-R1 (each service's
+start to healthy), SLA-R2 (each long-running service SIGKILLed, back to healthy)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import datetime
+
+import pytest
+
+from stackcheck.mode import Mode
+from stackcheck.waits import wait_for
+
+pytestmark = [pytest.mark.recovery, pytest.mark.needs("postgres", "redis")]
+CORE = ("postgres", "redis")
+
+
+@pytest.fixture(autouse=True)
+def _owned(stack):
+    if stack.config.mode is Mode.EXTERNAL:
+        pytest.skip("--stack=external: a stack this suite does not own is never stopped")
+
+
+def _ts(value: str) -> float:
+    """Docker's RFC 3339 timestamps with nanoseconds, as epoch seconds."""
+    head, _, frac = value.rstrip("Z").partition(".")
+    base = datetime.fromisoformat(head + "+00:00").timestamp()
+    return base + float("0." + (frac[:6] or "0"))
+
+
+def time_to_healthy(svc) -> float | None:
+    """Seconds from the container's start to its first passing health probe."""
+    state = svc.container.attrs["State"]
+    started = _ts(state["StartedAt"])
+    passes = [
+        _ts(p["End"])
+        for p in (state.get("Health") or {}).get("Log", [])
+        if p.get("ExitCode") == 0 and _ts(p["End"]) >= started
+    ]
+    return min(passes) - started if passes else None
+
+
+@pytest.mark.req("E3", "T8", "SLA-R1")
+def test_down_then_core_first_then_everything(stack, praxis_db, sla):
+    mails_before = praxis_db.query("SELECT count(*) FROM emails")[0][0]
+    stack.down()
+    took_core = stack.up(timeout=sla.threshold("SLA-R1").value * 2, services=CORE)
+    with stack.postgres() as conn:
+        dbs = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+    assert {"praxis", "ecom", "n8n"} <= dbs, dbs
+    assert praxis_db.query("SELECT count(*) FROM emails")[0][0] == mails_before
+    took_all = stack.up(timeout=sla.threshold("SLA-R3").value)
+    assert not stack.unhealthy(), stack.unhealthy()
+    sla.record(
+        "E3",
+        took_core + took_all,
+        unit="s",
+        how=f"down; core ({', '.join(CORE)}) up in {took_core:.0f} s with databases and "
+        f"{mails_before} praxis mails intact; the rest up in {took_all:.0f} s",
+    )
+    per_service = {svc.name: time_to_healthy(svc) for svc in stack.services()}
+    missing = [n for n, t in per_service.items() if t is None]
+    assert not missing, f"no passing health probe since start: {missing}"
+    worst = max(per_service, key=per_service.get)
+    sla.check(
+        "SLA-R1",
+        per_service[worst],
+        how="start to first passing health probe (docker inspect Health.Log), worst of "
+        + ", ".join(f"{n} {t:.0f} s" for n, t in sorted(per_service.items())),
+    )
+
+
+@pytest.mark.req("SLA-R2")
+def test_every_service_sigkilled_comes_back_healthy(stack, sla):
+    """All long-running services SIGKILLed at once (a crash, not a `docker kill`, which a restart
+    policy treats as a manual stop); each is timed until healthy again."""
+    limit = sla.threshold("SLA-R2").value
+    services = [
+        s
+        for s in stack.services()
+        if s.container.attrs["HostConfig"]["RestartPolicy"]["Name"] in ("unless-stopped", "always")
+    ]
+    assert services
+    before = {s.name: s.container.attrs["RestartCount"] for s in services}
+    start = time.monotonic()
+    for s in services:
+        try:
+            os.kill(s.container.attrs["State"]["Pid"], signal.SIGKILL)
+        except PermissionError:
+            pytest.skip(
+                "needs root on the engine's host to crash a container's PID 1 "
+                "(Docker Desktop keeps it in its VM)"
+            )
+    back: dict[str, float] = {}
+
+    def all_back() -> bool:
+        for s in services:
+            if s.name in back:
+                continue
+            a = s.container.attrs
+            if (
+                a["RestartCount"] > before[s.name]
+                and (a["State"].get("Health") or {}).get("Status") == "healthy"
+            ):
+                back[s.name] = time.monotonic() - start
+        return len(back) == len(services)
+
+    wait_for(all_back, timeout=limit, interval=1, what="every killed service healthy again")
+    worst = max(back, key=back.get)
+    sla.check(
+        "SLA-R2",
+        back[worst],
+        how=f"{len(services)} services SIGKILLed at once, restarted by their restart "
+        "policy; seconds to healthy: " + ", ".join(f"{n} {t:.0f}" for n, t in sorted(back.items())),
+    )
