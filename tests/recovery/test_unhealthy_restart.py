@@ -1,0 +1,107 @@
+"""SLA-H1: a service whose health check fails 3 times in a row is restarted, with no container
+holding the Docker socket: every health check runs through stack/config/health/restart-after-3,
+which stops PID 1 on the 3rd consecutive failure, and the restart policy starts it again."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from stackcheck.mode import Mode
+from stackcheck.waits import wait_for
+
+pytestmark = [pytest.mark.recovery, pytest.mark.needs("redis", "praxis-mailer")]
+
+STACK = Path(__file__).resolve().parents[2] / "stack"
+WRAPPER = "/usr/local/lib/stackcheck/restart-after-3"
+# images without a shell, or whose shell is not guaranteed: Docker only marks them unhealthy
+NOT_WRAPPED = {
+    "loki": "distroless image, no shell",
+    "n8n": "the official 2.x image's base (DHI) is not known to ship /bin/sh",
+    "minio": "optional, untested here (no offline image); its base is ubi-micro",
+    "minio-init": "a one-shot job",
+}
+
+
+@pytest.mark.req("SLA-H1")
+def test_every_health_check_is_wrapped(stack):
+    files = [a for f in stack.config.files for a in ("--file", str(STACK / f))]
+    cfg = json.loads(
+        subprocess.run(
+            [
+                "docker",
+                "compose",
+                "--project-directory",
+                str(STACK),
+                *files,
+                "--profile",
+                "*",
+                "config",
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    unwrapped = [
+        n
+        for n, s in cfg["services"].items()
+        if WRAPPER not in (s.get("healthcheck") or {}).get("test", []) and n not in NOT_WRAPPED
+    ]
+    assert not unwrapped, f"health checks that never restart their service: {unwrapped}"
+
+
+@pytest.mark.req("SLA-H1")
+def test_three_failed_checks_restart_the_service(stack, sla):
+    """Redis stopped makes the praxis mailer's readiness check fail; after 3 failed checks the
+    mailer restarts itself. Redis comes back and everything is healthy again."""
+    if stack.config.mode is Mode.EXTERNAL:
+        pytest.skip("--stack=external: a stack this suite does not own is never disturbed")
+    mailer, redis = stack.service("praxis-mailer"), stack.service("redis")
+    hc = mailer.container.attrs["Config"]["Healthcheck"]
+    interval = hc["Interval"] / 1e9
+    restarts = mailer.container.attrs["RestartCount"]
+    failures: dict[str, str] = {}  # probe start -> output, failing probes seen before the restart
+    redis.stop(timeout=10)
+    stopped = time.monotonic()
+    try:
+
+        def restarted() -> bool:
+            a = mailer.container.attrs
+            if a["RestartCount"] > restarts:
+                return True
+            for p in (a["State"].get("Health") or {}).get("Log", []):
+                if p["ExitCode"] != 0:
+                    failures[p["Start"]] = p.get("Output", "")
+            return False
+
+        wait_for(
+            restarted,
+            timeout=4 * interval + 60,
+            interval=1,
+            what="the praxis mailer to restart itself after 3 failed checks",
+        )
+        took = time.monotonic() - stopped
+    finally:
+        redis.start()
+    redis.wait_healthy(timeout=120)
+    wait_for(
+        lambda: not stack.unhealthy(), timeout=300, interval=2, what="every service healthy again"
+    )
+    assert len(failures) <= 3, f"{len(failures)} failed checks before the restart"
+    assert any("3 times in a row" in out for out in failures.values()) or len(failures) == 3, (
+        failures
+    )
+    assert took >= 2 * interval - 5, f"restarted after {took:.0f} s: before 3 checks could fail"
+    sla.check(
+        "SLA-H1",
+        len(failures),
+        how=f"redis stopped; praxis-mailer's check (every {interval:g} s) failed "
+        f"{len(failures)} times, then it restarted itself {took:.0f} s after the stop",
+    )
