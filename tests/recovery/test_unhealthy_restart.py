@@ -5,6 +5,7 @@ which stops PID 1 on the 3rd consecutive failure, and the restart policy starts 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -94,14 +95,16 @@ def test_three_failed_checks_restart_the_service(stack, sla):
     wait_for(
         lambda: not stack.unhealthy(), timeout=300, interval=2, what="every service healthy again"
     )
-    assert len(failures) <= 3, f"{len(failures)} failed checks before the restart"
-    assert any("3 times in a row" in out for out in failures.values()) or len(failures) == 3, (
-        failures
-    )
+    # the wrapper says why it stopped PID 1, into the container's log; the probe that did it
+    # rarely gets its result recorded, as its container is stopping under it
+    said = re.findall(r"health check failed (\d+) times in a row", mailer.logs(tail=2000))
+    assert said, "no restart by the health check wrapper in the container's log"
+    count = int(said[-1])
+    assert len(failures) <= count, f"{len(failures)} failed checks recorded before the restart"
     assert took >= 2 * interval - 5, f"restarted after {took:.0f} s: before 3 checks could fail"
     sla.check(
         "SLA-H1",
-        len(failures),
-        how=f"redis stopped; praxis-mailer's check (every {interval:g} s) failed "
-        f"{len(failures)} times, then it restarted itself {took:.0f} s after the stop",
+        count,
+        how=f"redis stopped; praxis-mailer's check (every {interval:g} s) failed {count} "
+        f"times in a row, then it restarted itself {took:.0f} s after the stop",
     )
