@@ -73,9 +73,11 @@ def test_stopped_service_alert_arrives_by_mail(stack, sla):
     if stack.config.mode is Mode.EXTERNAL:
         pytest.skip("--stack=external: no service of a stack this suite does not own is stopped")
     hold, interval = rule_timing(stack)
-    # the rule holds for `hold`, is seen within one evaluation; discovery refreshes every 15 s,
-    # the critical route waits 10 s to group; delivery itself gets 30 s
-    bound = hold + interval + 15 + 10 + 30
+    # The alert needs: discovery to drop the target (refresh 15 s), the next scrape to mark `up`
+    # stale (one interval), an evaluation to see absent() (one interval), the rule's `for`, the
+    # evaluation that fires it (one interval), the critical route's group_wait (10 s), SMTP, and
+    # the 5 s POP3 poll here; 15 s of slack for a busy 2-core machine.
+    bound = hold + 3 * interval + 15 + 10 + 5 + 15
     box = Mailbox(stack)
     seen = set(box.uidls())
     svc = stack.service(VICTIM)
