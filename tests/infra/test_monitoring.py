@@ -347,7 +347,7 @@ def test_alert_mail_reaches_the_mailbox(stack, sla):
     res = stack.service("alertmanager").exec(
         [
             "amtool", "--alertmanager.url=http://localhost:9093", "alert", "add",
-            "alertname=StackcheckProbe", "severity=critical", f"probe={probe}",
+            f"alertname=StackcheckProbe{probe}", "severity=critical", f"probe={probe}",
             "--annotation=summary=stackcheck delivery probe", f"--end={end}",
         ]
     )  # fmt: skip
