@@ -79,8 +79,13 @@ class MailQueue:
         for _stream, entries in res or []:
             for entry_id, fields in entries:
                 if fields:
-                    out.append(self._entry(entry_id, fields, 2))
+                    out.append(self._entry(entry_id, fields, self._deliveries(entry_id)))
         return out
+
+    def _deliveries(self, entry_id) -> int:
+        """How often the entry was handed out (a crash while processing counts too)."""
+        info = self.r.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
+        return int(info[0]["times_delivered"]) if info else 1
 
     def release(self, source: str, source_id: str) -> None:
         """Forget the guard of a mail that will not be processed from the queue."""
@@ -124,11 +129,7 @@ class MailQueue:
         for entry_id, fields in entries:
             if not fields:  # deleted entry
                 continue
-            info = self.r.xpending_range(
-                self.stream, self.group, min=entry_id, max=entry_id, count=1
-            )
-            deliveries = info[0]["times_delivered"] if info else 2
-            out.append(self._entry(entry_id, fields, deliveries))
+            out.append(self._entry(entry_id, fields, self._deliveries(entry_id)))
         return out
 
     def retry_later(self, entry: Entry) -> None:

@@ -223,7 +223,7 @@ class Store:
                 ),
             ).fetchone()[0]
             cur.execute(
-                "INSERT INTO raw_messages (email_id, raw) VALUES (%s, %s)", (email_id, mail.raw)
+                "INSERT INTO raw_messages (email_id, raw) VALUES (%s, %b)", (email_id, mail.raw)
             )
             for a in mail.attachments:
                 cur.execute(

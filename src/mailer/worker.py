@@ -27,6 +27,10 @@ from mailer.store import AttachmentRow, MailRow, OutboxRow, Store
 
 log = logging.getLogger("mailer.worker")
 
+# a mail taken this often without a commit is poison: stored raw and flagged instead (see
+# Worker._store_unprocessed); transient failures never count, as they are retried in-process
+POISON_DELIVERIES = 3
+
 TRANSIENT = (
     clamd.ClamdUnavailable,
     psycopg.OperationalError,
