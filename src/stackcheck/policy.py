@@ -46,9 +46,11 @@ def is_one_shot(svc: Service) -> bool:
 # service -> (baseline keys it may exceed, why). A longer start_period only delays when a failing
 # check starts to count; it never hides a failure after it.
 HEALTHCHECK_OVERRIDES: dict[str, tuple[dict[str, float], str]] = {
-    "clamav": ({"start_period": 360.0},
-               "the official clamav image loads the full signature database (~1 GB) before clamd "
-               "answers; its own HEALTHCHECK uses start-period 6m"),
+    "clamav": (
+        {"start_period": 360.0},
+        "the official clamav image loads the full signature database (~1 GB) before clamd "
+        "answers; its own HEALTHCHECK uses start-period 6m",
+    ),
 }
 
 
