@@ -132,10 +132,6 @@ class MailQueue:
             out.append(self._entry(entry_id, fields, self._deliveries(entry_id)))
         return out
 
-    def retry_later(self, entry: Entry) -> None:
-        """Leave the entry pending: it is claimed again after claim_idle_ms (clamd down, DB
-        restarting...). Nothing to do but not acknowledging it."""
-
     def ack(self, entry: Entry) -> None:
         pipe = self.r.pipeline()
         pipe.xack(self.stream, self.group, entry.entry_id)
