@@ -1,7 +1,8 @@
 """Attachment policy (requirements A1-A3, A5): safe file names, type detection by content, the
 accept/refuse decision, and where accepted and quarantined files go on disk.
 
-Pure functions, no I/O besides reading the bytes they are given.
+Pure functions, no I/O besides reading what they are given: bytes, or the path of a file too
+large to hold in memory (a spilled attachment of a large mail, read in small pieces).
 """
 
 from __future__ import annotations
@@ -120,9 +121,23 @@ def sanitize_key(key: str) -> str:
 
 
 # --- content type ---------------------------------------------------------------------------
-def _sniff_zip(data: bytes) -> str:
+Content = bytes | Path  # an attachment in memory, or spilled to a file
+
+
+def _head(data: Content, n: int = 16) -> bytes:
+    if isinstance(data, Path):
+        with open(data, "rb") as fh:
+            return fh.read(n)
+    return bytes(data[:n])
+
+
+def size_of(data: Content) -> int:
+    return data.stat().st_size if isinstance(data, Path) else len(data)
+
+
+def _sniff_zip(data: Content) -> str:
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        with zipfile.ZipFile(data if isinstance(data, Path) else io.BytesIO(data)) as zf:
             names = zf.namelist()
             if "[Content_Types].xml" not in names:
                 return "zip"
@@ -162,20 +177,21 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def sniff(data: bytes) -> str:
+def sniff(data: Content) -> str:
     """A label for the content: one of ALLOWED_KINDS, or what it is instead ("zip", "exe", "docm",
     "ooxml", "empty", "unknown", ...). Used for refusal reasons."""
-    if not data:
+    head = _head(data)
+    if not head:
         return "empty"
-    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _sniff_zip(data)
     for magic, label in _MAGIC:
-        if data.startswith(magic):
+        if head.startswith(magic):
             return label
     return "unknown"
 
 
-def detect_kind(data: bytes) -> str | None:
+def detect_kind(data: Content) -> str | None:
     """The allowed kind the content is (by its bytes, never by a name), or None.
 
     OOXML counts as docx/xlsx only with [Content_Types].xml and word/ (docx) or xl/ (xlsx) and no
@@ -197,14 +213,14 @@ def extension(filename: str) -> str:
     return _split_ext(filename)[1].lower()
 
 
-def decide(filename: str, data: bytes, max_bytes: int) -> Decision:
+def decide(filename: str, data: Content, max_bytes: int) -> Decision:
     """Accept or refuse one attachment (A2, A3).
 
     Refused: larger than max_bytes; content not one of ALLOWED_KINDS; a name whose extension
     promises an allowed kind (.pdf .png .jpg .jpeg .docx .xlsx) that the content is not. Accepted
     with the kind of the content when the name has another or no extension.
     """
-    size = len(data)
+    size = size_of(data)
     label = sniff(data)
     kind = label if label in ALLOWED_KINDS else None
     if size > max_bytes:
