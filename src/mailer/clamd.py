@@ -15,7 +15,9 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 _MAX_REPLY = 64 * 1024
 
@@ -89,23 +91,33 @@ def _interpret(reply: bytes) -> ScanResult:
     raise ClamdScanError(f"clamd: unexpected reply {text[:200]!r}")
 
 
+def _chunks(data: bytes | Path, chunk_size: int) -> Iterator[memoryview | bytes]:
+    if isinstance(data, Path):  # a large attachment spilled to disk: read piece by piece
+        with open(data, "rb") as fh:
+            while chunk := fh.read(chunk_size):
+                yield chunk
+        return
+    view = memoryview(data)
+    for start in range(0, len(view), chunk_size):
+        yield view[start : start + chunk_size]
+
+
 def scan(
-    host: str, port: int, data: bytes, timeout: float = 30.0, chunk_size: int = 65536
+    host: str, port: int, data: bytes | Path, timeout: float = 30.0, chunk_size: int = 65536
 ) -> ScanResult:
-    """Scan `data` with INSTREAM. ScanResult(infected, signature) on an answer; ClamdScanError
-    when clamd answers ERROR (or something unknown); ClamdUnavailable when there is no answer."""
+    """Scan `data` (bytes, or a file) with INSTREAM. ScanResult(infected, signature) on an
+    answer; ClamdScanError when clamd answers ERROR (or something unknown); ClamdUnavailable
+    when there is no answer."""
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     deadline = _Deadline(timeout)
-    view = memoryview(data)
     sock = _connect(host, port, deadline)
     try:
         send_error: BaseException | None = None
         try:
             deadline.arm(sock)
             sock.sendall(b"zINSTREAM\0")
-            for start in range(0, len(view), chunk_size):
-                chunk = view[start : start + chunk_size]
+            for chunk in _chunks(data, chunk_size):
                 deadline.arm(sock)
                 sock.sendall(struct.pack(">I", len(chunk)))
                 sock.sendall(chunk)

@@ -77,6 +77,7 @@ class Config:
     send_acknowledgement: bool
     data_dir: Path
     max_attachment_bytes: int
+    spool_threshold_bytes: int
     http_port: int
     log_level: str
     worker_id: str
@@ -323,6 +324,8 @@ def load_config(env: Mapping[str, str]) -> Config:
     if not data_dir.is_absolute():
         r.problems.append(f"DATA_DIR={str(data_dir)!r} must be an absolute path")
     max_attachment_mb = r.integer("MAX_ATTACHMENT_MB", 50, 1, 1024)
+    # larger mails go from the mailbox to a file on the data volume, not through memory and Redis
+    spool_threshold_mb = r.integer("MAIL_SPOOL_THRESHOLD_MB", 4, 1, 1024)
     http_port = r.port("HTTP_PORT", 8000)
     log_level = r.choice("LOG_LEVEL", tuple(x.lower() for x in LOG_LEVELS), "info").upper()
     worker_id = r.text("WORKER_ID", socket.gethostname() or "worker")
@@ -367,6 +370,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         send_acknowledgement=send_acknowledgement,
         data_dir=data_dir,
         max_attachment_bytes=max_attachment_mb * 1024 * 1024,
+        spool_threshold_bytes=spool_threshold_mb * 1024 * 1024,
         http_port=http_port,
         log_level=log_level,
         worker_id=worker_id,

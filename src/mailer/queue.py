@@ -11,12 +11,15 @@ import redis
 
 @dataclass(frozen=True)
 class Entry:
+    """A queued mail: its bytes, or the name of its spool file (mailer.spool) when it is large."""
+
     entry_id: str
     source: str
     source_id: str
     external_id: str
     raw: bytes
     deliveries: int = 1
+    spooled: str | None = None
 
 
 class MailQueue:
@@ -42,22 +45,22 @@ class MailQueue:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def enqueue(self, source: str, source_id: str, external_id: str, raw: bytes) -> bool:
-        """Add a fetched mail unless it was enqueued before (a guard key per source id, so a
-        mail fetched again before its commit is not queued twice). Returns whether it was added."""
+    def enqueue(
+        self, source: str, source_id: str, external_id: str, raw: bytes, spooled: str | None = None
+    ) -> bool:
+        """Add a fetched mail (its bytes, or the name of its spool file) unless it was enqueued
+        before (a guard key per source id, so a mail fetched again before its commit is not
+        queued twice). Returns whether it was added."""
         guard = f"{self.guard_prefix}{source}|{source_id}"
         if not self.r.set(guard, b"1", nx=True, ex=self.guard_ttl_s):
             return False
+        fields = {b"source": source, b"source_id": source_id, b"external_id": external_id}
+        if spooled is None:
+            fields[b"raw"] = raw
+        else:
+            fields[b"spooled"] = spooled
         try:
-            self.r.xadd(
-                self.stream,
-                {
-                    b"source": source,
-                    b"source_id": source_id,
-                    b"external_id": external_id,
-                    b"raw": raw,
-                },
-            )
+            self.r.xadd(self.stream, fields)
         except Exception:
             self.r.delete(guard)
             raise
@@ -97,8 +100,15 @@ class MailQueue:
             return fields[key].decode("utf-8", "replace")
 
         eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        spooled = s(b"spooled") if b"spooled" in fields else None
         return Entry(
-            eid, s(b"source"), s(b"source_id"), s(b"external_id"), fields[b"raw"], deliveries
+            eid,
+            s(b"source"),
+            s(b"source_id"),
+            s(b"external_id"),
+            fields.get(b"raw", b""),
+            deliveries,
+            spooled,
         )
 
     def read(self, consumer: str, *, block_ms: int = 1000, count: int = 1) -> list[Entry]:

@@ -27,6 +27,7 @@ from mailer.outbox import OutboxWorker
 from mailer.queue import MailQueue
 from mailer.scrub import setup_logging
 from mailer.sources import ImapSource, Pop3Source, SourceError
+from mailer.spool import Spool
 from mailer.store import Store, conninfo
 from mailer.worker import Worker
 
@@ -70,10 +71,17 @@ class Fetcher:
         added = 0
         delete = self.committed if self.cfg.delete_after_store else None
         for mail in self.source.poll(self.known, delete):
-            if self.queue.enqueue(self.source.name, mail.source_id, mail.external_id, mail.raw):
+            if self.queue.enqueue(
+                self.source.name, mail.source_id, mail.external_id, mail.raw, mail.spooled
+            ):
                 added += 1
                 log.info(
-                    "email fetched", extra={"external_id": mail.external_id, "bytes": len(mail.raw)}
+                    "email fetched",
+                    extra={
+                        "external_id": mail.external_id,
+                        "bytes": mail.size,
+                        "spooled": mail.spooled is not None,
+                    },
                 )
         return added
 
@@ -141,8 +149,8 @@ def make_app(ready: Callable[[], dict[str, bool]], alive: Callable[[], bool]):
     return app
 
 
-def build_source(cfg: Config):
-    kw = dict(tls=cfg.source_protocol.endswith("s"), addresses=cfg.addresses)
+def build_source(cfg: Config, spool: Spool | None = None):
+    kw = dict(tls=cfg.source_protocol.endswith("s"), addresses=cfg.addresses, spool=spool)
     if cfg.source_protocol.startswith("pop3"):
         return Pop3Source(
             cfg.source_host, cfg.source_port, cfg.source_user, cfg.source_password, **kw
@@ -208,7 +216,9 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
         name=f"{cfg.profile}-mailer",
     )
     queue = MailQueue(r, cfg.profile)
-    source = build_source(cfg)
+    spool = Spool(cfg.data_dir, cfg.spool_threshold_bytes)
+    spool.clear_work()
+    source = build_source(cfg, spool)
 
     def open_db():
         store.open(timeout=10)
@@ -236,7 +246,7 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
         else None
     )
     fetcher = Fetcher(cfg, source, queue, store)
-    worker = Worker(cfg, store, queue, ollama, consumer=cfg.worker_id)
+    worker = Worker(cfg, store, queue, ollama, consumer=cfg.worker_id, spool=spool)
     outbox = OutboxWorker(cfg, store)
     threads = {
         "fetcher": threading.Thread(target=fetcher.run, args=(stop,), name="fetcher", daemon=True),

@@ -8,6 +8,7 @@ import contextlib
 import email
 import email.policy
 import imaplib
+import io
 import logging
 import poplib
 import re
@@ -18,6 +19,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import getaddresses
+from typing import BinaryIO
+
+from mailer.spool import Spool
 
 log = logging.getLogger("mailer.source")
 
@@ -30,9 +34,40 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class Fetched:
+    """A fetched mail: its bytes, or (larger than the spool threshold) the name of its spool
+    file."""
+
     source_id: str
     external_id: str
     raw: bytes
+    size: int
+    spooled: str | None = None
+
+
+_LINE_CHUNK = 64 * 1024
+_IMAP_CHUNK = 4 * 1024 * 1024
+
+
+def _pop3_retr(conn: poplib.POP3, num: int, out: BinaryIO) -> int:
+    """RETR streamed into `out`, dot-unstuffed, line ends as sent; returns the bytes written.
+
+    poplib's retr() keeps the whole mail as a list of lines and refuses lines over 2048 bytes
+    (one such line would stop the mailbox forever); this reads in bounded pieces instead."""
+    conn._putcmd(f"RETR {num}")
+    conn._getresp()  # raises error_proto on -ERR
+    written, at_line_start = 0, True
+    while True:
+        piece = conn.file.readline(_LINE_CHUNK)
+        if not piece:
+            raise poplib.error_proto("connection closed during RETR")
+        if at_line_start:
+            if piece in (b".\r\n", b".\n"):
+                return written
+            if piece.startswith(b".."):
+                piece = piece[1:]
+        out.write(piece)
+        written += len(piece)
+        at_line_start = piece.endswith(b"\n")
 
 
 def recipients_of(header_bytes: bytes) -> set[str]:
@@ -73,9 +108,11 @@ class Pop3Source:
         tls: bool,
         addresses: tuple[str, ...],
         timeout: float = 30.0,
+        spool: Spool | None = None,
     ):
         self.host, self.port, self.user, self._password = host, port, user, password
         self.tls, self.addresses, self.timeout = tls, set(addresses), timeout
+        self.spool = spool
         self.name = f"{'pop3s' if tls else 'pop3'}://{host}:{port}"
         self._foreign = _Bounded()
 
@@ -110,6 +147,10 @@ class Pop3Source:
             for line in conn.uidl()[1]:
                 num, uid = line.decode("utf-8", "replace").split(" ", 1)
                 listing.append((int(num), uid.strip()))
+            sizes = {}
+            for line in conn.list()[1]:
+                num, size = line.decode("ascii", "replace").split()[:2]
+                sizes[int(num)] = int(size)
             uids = [u for _, u in listing if u not in self._foreign]
             skip = known(uids)
             to_delete = delete(uids) if delete else set()
@@ -123,8 +164,15 @@ class Pop3Source:
                 if not (recipients_of(headers) & self.addresses):
                     self._foreign.add(uid)
                     continue
-                raw = b"\r\n".join(conn.retr(num)[1]) + b"\r\n"
-                yield Fetched(uid, uid, raw)
+                if self.spool is not None and sizes.get(num, 0) > self.spool.threshold:
+                    with self.spool.writer(self.name, uid) as (name, fh):
+                        size = _pop3_retr(conn, num, fh)
+                    yield Fetched(uid, uid, b"", size, name)
+                else:
+                    buf = io.BytesIO()
+                    _pop3_retr(conn, num, buf)
+                    raw = buf.getvalue()
+                    yield Fetched(uid, uid, raw, len(raw))
         except (OSError, poplib.error_proto) as exc:
             raise SourceError(f"{self.name}: {exc}") from exc
         finally:
@@ -135,6 +183,7 @@ class Pop3Source:
 
 
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+_RFC822_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 
 
 class ImapSource:
@@ -153,7 +202,9 @@ class ImapSource:
         mailbox: str = "INBOX",
         timeout: float = 30.0,
         idle_seconds: float = 290.0,
+        spool: Spool | None = None,
     ):
+        self.spool = spool
         self.host, self.port, self.user, self._password = host, port, user, password
         self.tls, self.addresses, self.mailbox = tls, set(addresses), mailbox
         self.timeout, self.idle_seconds = timeout, idle_seconds
@@ -237,19 +288,42 @@ class ImapSource:
                 typ, data = conn.uid(
                     "FETCH",
                     uid,
-                    "(BODY.PEEK[HEADER.FIELDS (TO CC DELIVERED-TO X-ORIGINAL-TO ENVELOPE-TO)])",
+                    "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS "
+                    "(TO CC DELIVERED-TO X-ORIGINAL-TO ENVELOPE-TO)])",
                 )
                 headers = b"".join(p[1] for p in data if isinstance(p, tuple))
                 if not (recipients_of(headers) & self.addresses):
                     self._foreign.add(sid)
                     continue
+                m = _RFC822_SIZE.search(b" ".join(p[0] for p in data if isinstance(p, tuple)))
+                size = int(m.group(1)) if m else 0
+                if self.spool is not None and size > self.spool.threshold:
+                    with self.spool.writer(self.name, sid) as (name, fh):
+                        got = self._fetch_partial(conn, uid, fh)
+                    if got:
+                        yield Fetched(sid, sid, b"", got, name)
+                    continue
                 typ, data = conn.uid("FETCH", uid, "(BODY.PEEK[])")
                 raw = b"".join(p[1] for p in data if isinstance(p, tuple))
                 if typ == "OK" and raw:
-                    yield Fetched(sid, sid, raw)
+                    yield Fetched(sid, sid, raw, len(raw))
         except (OSError, imaplib.IMAP4.error) as exc:
             self.close()
             raise SourceError(f"{self.name}: {exc}") from exc
+
+    def _fetch_partial(self, conn: imaplib.IMAP4, uid: str, out: BinaryIO) -> int:
+        """The whole message in pieces of 4 MiB (RFC 3501 partial fetch): imaplib would
+        otherwise hold the literal and its copies in memory at once."""
+        offset = 0
+        while True:
+            typ, data = conn.uid("FETCH", uid, f"(BODY.PEEK[]<{offset}.{_IMAP_CHUNK}>)")
+            if typ != "OK":
+                raise SourceError(f"{self.name}: partial FETCH failed: {data}")
+            piece = b"".join(p[1] for p in data if isinstance(p, tuple))
+            out.write(piece)
+            offset += len(piece)
+            if len(piece) < _IMAP_CHUNK:
+                return offset
 
     def wait(self, seconds: float, stop) -> None:
         """Wait for new mail with IDLE (RFC 2177) up to `seconds`, or poll-sleep without it."""

@@ -77,7 +77,9 @@ class MailRow:
     ai_error: str | None
     processing_ms: int
     worker: str
-    raw: bytes
+    raw: bytes | None  # the raw mail, or None when it is kept as a file (raw_path)
+    raw_size: int
+    raw_path: str | None = None  # relative to DATA_DIR
     attachments: list[AttachmentRow] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
 
@@ -179,9 +181,11 @@ class Store:
                     "SELECT id, fingerprint FROM emails WHERE message_id = %s", (mail.message_id,)
                 ).fetchone()
                 if first:
+                    same = first[1] == mail.fingerprint
                     cur.execute(
                         "INSERT INTO duplicates (source, source_id, external_id, message_id, "
-                        "fingerprint, email_id, raw) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                        "fingerprint, email_id, raw, raw_path) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %b, %s) "
                         "ON CONFLICT (source, source_id) DO NOTHING",
                         (
                             mail.source,
@@ -190,7 +194,8 @@ class Store:
                             mail.message_id,
                             mail.fingerprint,
                             first[0],
-                            None if first[1] == mail.fingerprint else mail.raw,
+                            None if same else mail.raw,
+                            None if same else mail.raw_path,
                         ),
                     )
                     return "duplicate", first[0]
@@ -223,7 +228,9 @@ class Store:
                 ),
             ).fetchone()[0]
             cur.execute(
-                "INSERT INTO raw_messages (email_id, raw) VALUES (%s, %b)", (email_id, mail.raw)
+                "INSERT INTO raw_messages (email_id, raw, raw_path, size_bytes) "
+                "VALUES (%s, %b, %s, %s)",
+                (email_id, mail.raw, mail.raw_path, mail.raw_size),
             )
             for a in mail.attachments:
                 cur.execute(

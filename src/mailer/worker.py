@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import threading
 import time
 from datetime import UTC, datetime
@@ -23,13 +24,16 @@ import redis
 from mailer import attachments, clamd, classify, metrics, parsing
 from mailer.config import Config
 from mailer.queue import Entry, MailQueue
+from mailer.spool import Spool, sha256_file
 from mailer.store import AttachmentRow, MailRow, OutboxRow, Store
 
 log = logging.getLogger("mailer.worker")
 
-# a mail taken this often without a commit is poison: stored raw and flagged instead (see
-# Worker._store_unprocessed); transient failures never count, as they are retried in-process
+# a mail taken more often than this without a commit is poison (it crashed or failed the worker
+# each time): stored raw and flagged instead (Worker._store_unprocessed); transient failures never
+# count, as they are retried in-process
 POISON_DELIVERIES = 3
+_HEAD_BYTES = 64 * 1024  # enough of a mail to see its header block
 
 TRANSIENT = (
     clamd.ClamdUnavailable,
@@ -45,10 +49,12 @@ SUBJECTS = {
     "praxis": {
         "acknowledgement": "Ihre Nachricht ist eingegangen",
         "notification": "Neue Nachricht ({category}): {subject}",
+        "unprocessed": "Nachricht konnte nicht verarbeitet werden: {external_id}",
     },
     "ecom": {
         "acknowledgement": "We received your message",
         "notification": "New mail ({category}): {subject}",
+        "unprocessed": "Mail could not be processed: {external_id}",
     },
 }
 BODIES = {
@@ -59,12 +65,25 @@ BODIES = {
 }
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write beside the target and rename: a crash leaves no half file under the final name."""
+def _write_atomic(path: Path, data: bytes | Path) -> None:
+    """Write beside the target and rename: a crash leaves no half file under the final name.
+    A spilled attachment (a file on the same volume) is synced and moved, not copied."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, Path):
+        with open(data, "rb+") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.replace(data, path)
+            return
+        except OSError:  # another filesystem: copy below
+            pass
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
-        fh.write(data)
+        if isinstance(data, Path):
+            with open(data, "rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 20)
+        else:
+            fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -78,7 +97,7 @@ def message_key(parsed: parsing.ParsedMail, fingerprint: str) -> str:
 
 def is_automatic(parsed: parsing.ParsedMail, raw: bytes, cfg: Config) -> bool:
     """Mail we must not acknowledge: from ourselves, a daemon, or marked auto-submitted
-    (RFC 3834), so two auto-responders never loop."""
+    (RFC 3834), so two auto-responders never loop. `raw` needs only the header block."""
     sender = parsed.sender
     if not sender or sender in cfg.addresses or sender == cfg.smtp_from.lower():
         return True
@@ -86,6 +105,11 @@ def is_automatic(parsed: parsing.ParsedMail, raw: bytes, cfg: Config) -> bool:
         return True
     head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
     return b"\nauto-submitted:" in head and b"auto-submitted: no" not in head
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(_HEAD_BYTES)
 
 
 class Worker:
@@ -96,8 +120,10 @@ class Worker:
         queue: MailQueue,
         ollama: classify.OllamaClient | None,
         consumer: str,
+        spool: Spool | None = None,
     ):
         self.cfg, self.store, self.queue = cfg, store, queue
+        self.spool = spool or Spool(cfg.data_dir, cfg.spool_threshold_bytes)
         self.ollama, self.consumer = ollama, consumer
         self.busy = threading.Event()
         self.last_loop = time.monotonic()
@@ -185,12 +211,31 @@ class Worker:
                 "already stored; acknowledging the repeated entry",
                 extra={"external_id": entry.external_id},
             )
+            self._done(entry)
+            return
+        if entry.spooled is not None and not self.spool.path(entry.spooled).exists():
+            # the mailbox still has it (a mail leaves its source only once committed)
+            log.error(
+                "spool file of a queued mail is missing; it is fetched again from the mailbox",
+                extra={"external_id": entry.external_id},
+            )
+            self.queue.release(entry.source, entry.source_id)
             self.queue.ack(entry)
             return
-        parsed = parsing.parse(entry.raw)
-        fingerprint = parsing.fingerprint(entry.raw)
-        key = message_key(parsed, fingerprint)
+        if entry.deliveries > POISON_DELIVERIES:
+            self._store_unprocessed(entry, start)
+            return
         now = datetime.now(UTC)
+        if entry.spooled is None:
+            parsed = parsing.parse(entry.raw)
+            fingerprint = parsing.fingerprint(entry.raw)
+            raw, raw_path, raw_size, head = entry.raw, None, len(entry.raw), entry.raw[:_HEAD_BYTES]
+        else:  # large: parsed from its file, attachments spilled to disk, raw kept as a file
+            src = self.spool.path(entry.spooled)
+            parsed, fingerprint = parsing.parse_file(src, self.spool.workdir(entry.spooled))
+            raw, raw_size, head = None, src.stat().st_size, _head(src)
+            raw_path = self.spool.keep_raw(entry.spooled, fingerprint, now)
+        key = message_key(parsed, fingerprint)
         rows = [self._attachment(i, a, key, now) for i, a in enumerate(parsed.attachments)]
 
         result = self._classify(parsed)
@@ -215,12 +260,14 @@ class Worker:
             ai_error=result.error,
             processing_ms=int((time.monotonic() - start) * 1000),
             worker=self.consumer,
-            raw=entry.raw,
+            raw=raw,
+            raw_size=raw_size,
+            raw_path=raw_path,
             attachments=rows,
-            outbox=self._outbox(entry, parsed, result),
+            outbox=self._outbox(entry, parsed, result, head),
         )
         outcome, email_id = self.store.save(mail)
-        self.queue.ack(entry)
+        self._done(entry)
         took = time.monotonic() - start
         if outcome == "stored":
             metrics.EMAILS_PROCESSED.labels(cfg.profile, status).inc()
@@ -247,24 +294,91 @@ class Worker:
             },
         )
 
+    def _done(self, entry: Entry) -> None:
+        """Acknowledge a committed (or already stored) mail and drop its spool file."""
+        self.queue.ack(entry)
+        if entry.spooled is not None:
+            self.spool.remove(entry.spooled)
+
+    def _store_unprocessed(self, entry: Entry, start: float) -> None:
+        """Store a poison mail raw, flagged 'unprocessed', and tell the staff address: it is
+        kept for a person instead of crashing the worker forever or being dropped. Nothing here
+        parses the mail, so nothing here can fail the way its processing did."""
+        cfg = self.cfg
+        now = datetime.now(UTC)
+        if entry.spooled is None:
+            raw, raw_path, raw_size = entry.raw, None, len(entry.raw)
+            fingerprint = parsing.fingerprint(entry.raw)
+        else:
+            src = self.spool.path(entry.spooled)
+            fingerprint, raw, raw_size = sha256_file(src), None, src.stat().st_size
+            raw_path = self.spool.keep_raw(entry.spooled, fingerprint, now)
+        why = f"processing failed on {entry.deliveries - 1} deliveries; stored raw, not parsed"
+        domain = cfg.smtp_from.rsplit("@", 1)[-1]
+        stem = hashlib.sha256(f"{entry.source}|{entry.source_id}".encode()).hexdigest()[:24]
+        notice = OutboxRow(
+            "notification",
+            cfg.staff_address,
+            SUBJECTS[cfg.profile]["unprocessed"].format(external_id=entry.external_id[:100]),
+            f"{why}.\n\nexternal_id: {entry.external_id}\nraw size: {raw_size} bytes\n",
+            f"<notification.{stem}@{domain}>",
+        )
+        mail = MailRow(
+            source=entry.source,
+            source_id=entry.source_id,
+            external_id=entry.external_id,
+            message_id=None,
+            fingerprint=fingerprint,
+            sender="",
+            recipients=[],
+            subject="",
+            sent_at=None,
+            body_text="",
+            defects=[why],
+            status="unprocessed",
+            category=None,
+            summary=None,
+            ai_source=None,
+            ai_latency_ms=None,
+            ai_error=None,
+            processing_ms=int((time.monotonic() - start) * 1000),
+            worker=self.consumer,
+            raw=raw,
+            raw_size=raw_size,
+            raw_path=raw_path,
+            outbox=[notice],
+        )
+        _outcome, email_id = self.store.save(mail)
+        self._done(entry)
+        metrics.EMAILS_PROCESSED.labels(cfg.profile, "unprocessed").inc()
+        log.error(
+            "mail failed processing repeatedly; stored raw and flagged unprocessed",
+            extra={
+                "external_id": entry.external_id,
+                "email_id": email_id,
+                "deliveries": entry.deliveries,
+            },
+        )
+
     def _attachment(
         self, position: int, att: parsing.Attachment, key: str, now: datetime
     ) -> AttachmentRow:
         cfg = self.cfg
-        data = att.data
+        data = att.content  # bytes, or the file of a part spilled from a large mail
+        size = att.size
         row = AttachmentRow(
             position=position,
             filename=att.filename,
             original_filename=att.original_filename,
             declared_type=att.declared_type,
             kind=attachments.detect_kind(data),
-            size_bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=size,
+            sha256=att.sha256,
             storage_path=None,
             virus_scan_status="refused",
         )
-        if len(data) > cfg.max_attachment_bytes:
-            row.refused_reason = f"too large: {len(data)} > {cfg.max_attachment_bytes}"
+        if size > cfg.max_attachment_bytes:
+            row.refused_reason = f"too large: {size} > {cfg.max_attachment_bytes}"
             return row  # never stored, so never scanned; the raw mail keeps it
         try:  # every file is scanned before anything is decided or written (A4)
             scan = clamd.scan(cfg.clamd_host, cfg.clamd_port, data, timeout=cfg.clamd_timeout)
@@ -317,7 +431,11 @@ class Worker:
         return result
 
     def _outbox(
-        self, entry: Entry, parsed: parsing.ParsedMail, result: classify.Classification
+        self,
+        entry: Entry,
+        parsed: parsing.ParsedMail,
+        result: classify.Classification,
+        head: bytes,
     ) -> list[OutboxRow]:
         cfg = self.cfg
         domain = cfg.smtp_from.rsplit("@", 1)[-1]
@@ -334,7 +452,7 @@ class Worker:
                 f"<notification.{stem}@{domain}>",
             )
         ]
-        if cfg.send_acknowledgement and not is_automatic(parsed, entry.raw, cfg):
+        if cfg.send_acknowledgement and not is_automatic(parsed, head, cfg):
             rows.append(
                 OutboxRow(
                     "acknowledgement",

@@ -172,6 +172,17 @@ def test_stream_is_chunked_and_reassembled_exactly():
     assert server.chunk_sizes == [[65536, 65536, 65536, 204800 - 3 * 65536]]
 
 
+def test_a_file_is_streamed_in_the_same_chunks(tmp_path):
+    """A spilled attachment of a large mail is scanned from its file, never read whole."""
+    data = bytes(range(256)) * 800
+    path = tmp_path / "part"
+    path.write_bytes(data)
+    with fake_clamd() as (host, port, server):
+        assert scan(host, port, path, timeout=5, chunk_size=65536) == ScanResult(False, None)
+    assert server.streams == [data]
+    assert server.chunk_sizes == [[65536, 65536, 65536, 204800 - 3 * 65536]]
+
+
 def test_marker_split_across_chunks_is_still_found():
     data = b"x" * 100 + EICAR + b"y" * 100
     with fake_clamd() as (host, port, server):

@@ -1,0 +1,206 @@
+"""Mail the size the review allows (A2: 50 MB per attachment) and mail that crashes processing:
+neither may take a mailer down or be lost.
+
+A 50 MB attachment is ~68 MB of base64 on the wire. The mailers (512 MB limit) spool such mail to
+their data volume and parse it from there in bounded memory; these tests send it through the real
+mail server to both mailers (POP3 for ecom, IMAP for praxis) and check the rows, the files, the
+containers' restart counts and their peak memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+
+import pytest
+
+from stackcheck.mailflow import PROFILES, mailer_metric
+from stackcheck.waits import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.needs("mailpit", "praxis-mailer", "ecom-mailer")]
+
+MIB = 1024 * 1024
+MAILERS = {"praxis": "praxis-mailer", "ecom": "ecom-mailer"}
+
+
+def big_pdf(size: int) -> bytes:
+    """`size` bytes that are a PDF by content (magic and trailer), random in between."""
+    head, tail = b"%PDF-1.4\n", b"\n%%EOF\n"
+    return head + os.urandom(size - len(head) - len(tail)) + tail
+
+
+def peak_rss_mib(stack, service: str) -> float:
+    """Peak resident memory of the mailer process (PID 1) since it started (VmHWM)."""
+    res = stack.service(service).exec(["cat", "/proc/1/status"])
+    assert res.exit_code == 0, res.output
+    for line in res.output.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM in /proc/1/status of {service}")
+
+
+def restarts(stack, service: str) -> tuple[int, bool]:
+    c = stack.service(service).container
+    c.reload()
+    return c.attrs["RestartCount"], c.attrs["State"]["OOMKilled"]
+
+
+@pytest.mark.req("A2", "A4")
+def test_attachment_size_limit_on_both_mailers(stack, mail, praxis_db, ecom_db, sla):
+    """49 MiB is scanned and stored; 51 MiB is refused and recorded while its mail, a small
+    attachment beside it and the raw bytes are kept. Both mailers, one submission each."""
+    limit_mb = sla.threshold("A2").value
+    limit = int(limit_mb * MIB)  # MAX_ATTACHMENT_MB counts MiB
+    under, over = big_pdf(limit - MIB), big_pdf(limit + MIB)
+    small = big_pdf(4096)
+    before = {p: restarts(stack, s) for p, s in MAILERS.items()}
+    refused_before = {
+        p: mailer_metric(
+            stack, s, "attachments_refused_total", {"profile": p, "reason": "too large"}
+        )
+        for p, s in MAILERS.items()
+    }
+    to_both = f"{PROFILES['praxis']}, {PROFILES['ecom']}"
+    tag = uuid.uuid4().hex[:8]
+    start = time.monotonic()
+    sent_under = mail.mail(
+        to_both,
+        f"Scan {tag} (49 MiB)",
+        "Befund im Anhang.",
+        sender="labor@example.org",
+        attachments=[("befund.pdf", under, "application/pdf")],
+    )
+    sent_over = mail.mail(
+        to_both,
+        f"Scan {tag} (51 MiB)",
+        "Two files: one too large.",
+        sender="labor@example.org",
+        attachments=[
+            ("huge.pdf", over, "application/pdf"),
+            ("note.pdf", small, "application/pdf"),
+        ],
+    )
+    submitted = time.monotonic() - start
+
+    measured = {}
+    for profile, db in (("ecom", ecom_db), ("praxis", praxis_db)):
+        service = MAILERS[profile]
+        row_under, _ = db.wait_stored(sent_under, timeout=300)
+        row_over, _ = db.wait_stored(sent_over, timeout=300)
+        took = time.monotonic() - start
+        for row in (row_under, row_over):
+            assert len(db.rows(row["message_id"])) == 1, "stored more than once"
+            assert row["status"] in ("processed", "processed_without_ai"), row["status"]
+
+        (a_under,) = db.query(
+            "SELECT filename, kind, size_bytes, sha256, virus_scan_status, storage_path "
+            "FROM attachments WHERE email_id = %s ORDER BY position",
+            (row_under["id"],),
+        )
+        assert a_under[:5] == (
+            "befund.pdf",
+            "pdf",
+            len(under),
+            hashlib.sha256(under).hexdigest(),
+            "clean",
+        ), a_under[:5]
+        res = stack.service(service).exec(["sha256sum", f"/app/data/{a_under[5]}"])
+        assert res.exit_code == 0 and hashlib.sha256(under).hexdigest() in res.output, res.output
+
+        atts = db.query(
+            "SELECT filename, size_bytes, sha256, virus_scan_status, refused_reason, "
+            "storage_path FROM attachments WHERE email_id = %s ORDER BY position",
+            (row_over["id"],),
+        )
+        assert [(a[0], a[3]) for a in atts] == [("huge.pdf", "refused"), ("note.pdf", "clean")]
+        huge = atts[0]
+        assert huge[1] == len(over) and huge[2] == hashlib.sha256(over).hexdigest()
+        assert huge[4].startswith("too large") and huge[5] is None, huge
+        # the mail itself is not lost: its raw bytes are kept, with the refused file inside
+        ((raw_path, raw_size),) = db.query(
+            "SELECT raw_path, size_bytes FROM raw_messages WHERE email_id = %s",
+            (row_over["id"],),
+        )
+        assert raw_path and raw_size > len(over), (raw_path, raw_size)
+        res = stack.service(service).exec(["stat", "-c", "%s", f"/app/data/{raw_path}"])
+        assert res.exit_code == 0 and int(res.output.strip()) == raw_size, res.output
+
+        refused_after = mailer_metric(
+            stack, service, "attachments_refused_total", {"profile": profile, "reason": "too large"}
+        )
+        assert refused_after >= refused_before[profile] + 1
+        count, oom = restarts(stack, service)
+        assert (count, oom) == (before[profile][0], False), (
+            f"{service} restarted or was OOM-killed while handling the large mails"
+        )
+        measured[profile] = (took, peak_rss_mib(stack, service))
+
+    how = "; ".join(
+        f"{MAILERS[p]}: both stored {t:.0f} s after submission, peak RSS {m:.0f} MiB of 512"
+        for p, (t, m) in measured.items()
+    )
+    sla.record(
+        "A2",
+        f"{(limit - MIB) / MIB:g} MiB stored clean, {(limit + MIB) / MIB:g} MiB refused "
+        "and recorded, mail and raw kept",
+        how=f"two mails to both mailers over SMTP (submitted in {submitted:.1f} s); {how}; "
+        "no restart, no OOM kill",
+    )
+
+
+# Atomically: queue the entry, take everything not yet delivered as a "dead worker" (so the
+# mailer cannot take it first), and mark every taken entry idle past the claim timeout; ours also
+# with 3 deliveries. The mailer then claims them at once; others get their normal processing.
+_DEAD_WORKER = """
+local id = redis.call('XADD', KEYS[1], '*', 'source', ARGV[3], 'source_id', ARGV[4],
+                      'external_id', ARGV[4], 'raw', ARGV[5])
+redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 10000, 'STREAMS', KEYS[1], '>')
+local pel = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])
+for _, p in ipairs(pel) do
+  local deliveries = (p[1] == id) and 3 or p[4]
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, p[1], 'IDLE', 600000,
+             'RETRYCOUNT', deliveries)
+end
+return id
+"""
+
+
+@pytest.mark.req("A2")
+def test_crashing_mail_is_stored_raw_not_looped(stack, praxis_db):
+    """A queue entry taken 3 times without a commit (its worker died each time) is stored raw,
+    flagged 'unprocessed' and reported to the staff address on the next take, not processed a
+    fourth time. The dead worker is simulated in Redis: a consumer that took the entry and never
+    acknowledged it, with 3 deliveries recorded."""
+    r = stack.redis()
+    stream, group = "mailer:praxis:incoming", "praxis-workers"
+    sid = f"poison-{uuid.uuid4().hex[:12]}"
+    raw = (
+        f"From: someone@example.org\r\nTo: {PROFILES['praxis']}\r\nSubject: crashes\r\n"
+        f"Message-ID: <{sid}@stackcheck.test>\r\n\r\nbody\r\n"
+    ).encode()
+    ghost = f"dead-worker-{sid}"
+    entry_id = r.eval(_DEAD_WORKER, 1, stream, group, ghost, "test://poison", sid, raw)
+    try:
+        found, _ = wait_for(
+            lambda: praxis_db.query(
+                "SELECT e.id, e.status, e.defects, r.raw FROM emails e "
+                "JOIN raw_messages r ON r.email_id = e.id WHERE e.source_id = %s",
+                (sid,),
+            ),
+            timeout=60,
+            interval=0.5,
+            what=f"poison entry {sid} stored raw",
+        )
+        ((email_id, status, defects, stored_raw),) = found
+        assert status == "unprocessed" and bytes(stored_raw) == raw, (status, defects)
+        assert any("stored raw" in d for d in defects), defects
+        outbox = praxis_db.query(
+            "SELECT kind, subject FROM outbox WHERE email_id = %s", (email_id,)
+        )
+        assert [k for k, _ in outbox] == ["notification"] and sid in outbox[0][1], outbox
+        assert not r.xrange(stream, entry_id, entry_id), "entry still queued"
+    finally:
+        r.xdel(stream, entry_id)
+        r.xgroup_delconsumer(stream, group, ghost)
