@@ -133,6 +133,13 @@ class Compose:
             code = proc.wait()
         return code, "".join(lines)
 
+    def config(self, *, profiles: Sequence[str] = ()) -> dict:
+        """The model Compose really runs (`config --format json`): anchors, overrides,
+        interpolation and the given profiles ("*" for all) applied. Policy checks read this, not
+        the YAML, so an override file cannot undo a rule unseen."""
+        selected = [a for p in profiles for a in ("--profile", p)]
+        return json.loads(self.run(*selected, "config", "--format", "json", timeout=60).stdout)
+
     def services(self) -> list[str]:
         """Services the compose files define (including those of inactive profiles: no)."""
         return self.run("config", "--services").stdout.split()

@@ -4,11 +4,8 @@ which stops PID 1 on the 3rd consecutive failure, and the restart policy starts 
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +14,6 @@ from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.recovery, pytest.mark.needs("redis", "praxis-mailer")]
 
-STACK = Path(__file__).resolve().parents[2] / "stack"
 WRAPPER = "/usr/local/lib/stackcheck/restart-after-3"
 # images without a shell, or whose shell is not guaranteed: Docker only marks them unhealthy
 NOT_WRAPPED = {
@@ -30,26 +26,7 @@ NOT_WRAPPED = {
 
 @pytest.mark.req("SLA-H1")
 def test_every_health_check_is_wrapped(stack):
-    files = [a for f in stack.config.files for a in ("--file", str(STACK / f))]
-    cfg = json.loads(
-        subprocess.run(
-            [
-                "docker",
-                "compose",
-                "--project-directory",
-                str(STACK),
-                *files,
-                "--profile",
-                "*",
-                "config",
-                "--format",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    cfg = stack.compose.config(profiles=["*"])
     unwrapped = [
         n
         for n, s in cfg["services"].items()

@@ -2,14 +2,13 @@
 offline override: each rule of stackcheck.policy a parametrised test per service. Static: needs
 the Compose CLI, not a running stack."""
 
-import json
-import subprocess
 from functools import cache
 from pathlib import Path
 
 import pytest
 
 from stackcheck import policy
+from stackcheck.compose import Compose
 
 pytestmark = pytest.mark.security
 
@@ -19,27 +18,8 @@ VARIANTS = {"canonical": ("compose.yml",), "offline": ("compose.yml", "compose.o
 
 @cache
 def merged(variant: str) -> dict:
-    files = [arg for f in VARIANTS[variant] for arg in ("--file", str(STACK / f))]
-    proc = subprocess.run(
-        [
-            "docker",
-            "compose",
-            "--project-directory",
-            str(STACK),
-            *files,
-            "--profile",  # every profile: the optional minio obeys the policy too
-            "*",
-            "config",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"docker compose config ({variant}) failed: {proc.stderr.strip()}")
-    return json.loads(proc.stdout)
+    # every profile: the optional minio obeys the policy too
+    return Compose("stackcheck-policy", STACK, VARIANTS[variant]).config(profiles=["*"])
 
 
 def pytest_generate_tests(metafunc):

@@ -4,7 +4,6 @@ configuration from the merged compose file, only the secret file is left out."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from pathlib import Path
@@ -12,29 +11,6 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.security
-
-STACK = Path(__file__).resolve().parents[2] / "stack"
-
-
-def merged(stack) -> dict:
-    files = [a for f in stack.config.files for a in ("--file", str(STACK / f))]
-    out = subprocess.run(
-        [
-            "docker",
-            "compose",
-            "--project-directory",
-            str(STACK),
-            *files,
-            "config",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return json.loads(out)
 
 
 def run_without_secrets(svc: dict, timeout: float) -> tuple[int | None, str, float]:
@@ -72,7 +48,7 @@ def run_without_secrets(svc: dict, timeout: float) -> tuple[int | None, str, flo
 def test_missing_secret_fails_fast_with_a_clear_message(stack, service, sla):
     if not stack.has(service):
         pytest.skip(f"needs service {service}, which this stack does not run")
-    cfg = merged(stack)["services"][service]
+    cfg = stack.compose.config()["services"][service]
     secrets = [s["target"] for s in cfg.get("secrets") or []]
     assert secrets, f"{service} declares no secrets"
     code, out, took = run_without_secrets(cfg, timeout=30)
