@@ -3,6 +3,9 @@ mailer's committed row, read a mailer's own metrics, steer the Ollama double."""
 
 from __future__ import annotations
 
+import email
+import email.message
+import poplib
 import smtplib
 import time
 import uuid
@@ -60,6 +63,48 @@ class MailClient:
 
     def mail(self, to: str, subject: str, body: str, **kw) -> Sent:
         return self.send(self.build(to, subject, body, **kw))
+
+
+class Pop3Reader:
+    """The stack's mail server read over POP3 as a mail client would (what the mailers sent:
+    acknowledgements, notifications, alerts). Mailpit shows every captured message to every
+    user; the offline mail server does the same."""
+
+    def __init__(self, stack, user: str = "praxis", timeout: float = 15):
+        self.port = stack.service("mailpit").port(1110)
+        self.user, self.timeout = user, timeout
+        self.password = stack.secret(f"{user}_pop3_password", service=f"{user}-mailer")
+
+    def _session(self) -> poplib.POP3:
+        conn = poplib.POP3(self.port.host, self.port.port, timeout=self.timeout)
+        conn.user(self.user)
+        conn.pass_(self.password)
+        return conn
+
+    def uids(self) -> set[str]:
+        conn = self._session()
+        try:
+            return {line.split(b" ", 1)[1].decode() for line in conn.uidl()[1]}
+        finally:
+            conn.quit()
+
+    def tops(self, body_lines: int = 0, skip: set[str] | frozenset[str] = frozenset()) -> dict:
+        """uid -> the header block plus `body_lines` lines of body (bytes), for every message
+        whose uid is not in `skip`."""
+        conn = self._session()
+        try:
+            out = {}
+            for line in conn.uidl()[1]:
+                num, uid = line.decode().split(" ", 1)
+                if uid not in skip:
+                    out[uid] = b"\r\n".join(conn.top(int(num), body_lines)[1])
+            return out
+        finally:
+            conn.quit()
+
+    def headers(self) -> list[email.message.Message]:
+        """The header block of every message, parsed (values as sent, RFC 2047 not decoded)."""
+        return [email.message_from_bytes(top) for top in self.tops().values()]
 
 
 class ProfileDB:

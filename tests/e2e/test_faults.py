@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import os
-import poplib
 import signal
 import time
 
 import pytest
 
-from stackcheck.mailflow import PROFILES
+from stackcheck.mailflow import PROFILES, Pop3Reader
 from stackcheck.mode import Mode
 from stackcheck.waits import wait_for
 
@@ -202,22 +201,6 @@ def test_ollama_faults_fall_back_to_rules(stack, mail, praxis_db, ollama, fault,
     sla.check("SLA-P2", took, how=f"Ollama double {fault}: rule fallback; {row['ai_error']}")
 
 
-def pop3_message_ids(stack, user: str) -> list[str]:
-    port = stack.service("mailpit").port(1110)
-    conn = poplib.POP3(port.host, port.port, timeout=30)
-    try:
-        conn.user(user)
-        conn.pass_(stack.secret(f"{user}_pop3_password", service=f"{user}-mailer"))
-        ids = []
-        for i in range(1, len(conn.list()[1]) + 1):
-            for line in conn.top(i, 0)[1]:
-                if line.lower().startswith(b"message-id:"):
-                    ids.append(line.split(b":", 1)[1].strip().decode())
-        return ids
-    finally:
-        conn.quit()
-
-
 @pytest.mark.req("E1")
 def test_smtp_unreachable_outbox_sends_once_later(stack, mail, praxis_db, ollama, sla):
     """While the mail server is down the acknowledgement waits in the outbox; afterwards it is
@@ -267,7 +250,7 @@ def test_smtp_unreachable_outbox_sends_once_later(stack, mail, praxis_db, ollama
     )
     ack = next(r for r in outbox if r[0] == "acknowledgement")
     assert ack[2] >= 2, f"sent on attempt {ack[2]}: the fault was not exercised"
-    ids = pop3_message_ids(stack, "praxis")
+    ids = [str(m["Message-ID"]).strip() for m in Pop3Reader(stack).headers()]
     assert ids.count(ack[3]) == 1, f"acknowledgement {ack[3]} arrived {ids.count(ack[3])} times"
     sla.record(
         "E1",

@@ -9,9 +9,7 @@ naming the service.
 
 from __future__ import annotations
 
-import email
 import json
-import poplib
 import re
 import time
 import uuid
@@ -23,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from stackcheck.mailflow import Pop3Reader
 from stackcheck.waits import wait_for
 
 pytestmark = pytest.mark.infra
@@ -353,22 +352,12 @@ def test_alert_mail_reaches_the_mailbox(stack, sla):
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     sent = time.monotonic()
-    port = stack.service("mailpit").port(1110)
-    password = stack.secret("praxis_pop3_password", service="praxis-mailer")
+    box = Pop3Reader(stack)
 
     def subjects() -> list[tuple[str, str]]:
-        conn = poplib.POP3(port.host, port.port, timeout=15)
-        try:
-            conn.user("praxis")
-            conn.pass_(password)
-            found = []
-            for line in conn.list()[1]:
-                num = int(line.split()[0])
-                msg = email.message_from_bytes(b"\r\n".join(conn.top(num, 0)[1]))
-                found.append((str(make_header(decode_header(msg["Subject"] or ""))), msg["To"]))
-            return found
-        finally:
-            conn.quit()
+        return [
+            (str(make_header(decode_header(m["Subject"] or ""))), m["To"]) for m in box.headers()
+        ]
 
     found, _ = wait_for(
         subjects, timeout=120, interval=3, what=f"alert mail with probe {probe}",

@@ -3,12 +3,12 @@ end to end (stop -> Prometheus rule -> Alertmanager -> SMTP -> POP3)."""
 
 from __future__ import annotations
 
-import poplib
 import time
 
 import pytest
 import yaml
 
+from stackcheck.mailflow import Pop3Reader
 from stackcheck.mode import Mode
 from stackcheck.policy import seconds
 from stackcheck.waits import wait_for
@@ -21,38 +21,9 @@ pytestmark = [
 VICTIM = "postgres-exporter"  # stopping it disturbs no other service
 
 
-class Mailbox:
-    def __init__(self, stack):
-        self.port = stack.service("mailpit").port(1110)
-        self.password = stack.secret("praxis_pop3_password", service="praxis-mailer")
-
-    def _conn(self) -> poplib.POP3:
-        conn = poplib.POP3(self.port.host, self.port.port, timeout=15)
-        conn.user("praxis")
-        conn.pass_(self.password)
-        return conn
-
-    def uidls(self) -> dict[str, int]:
-        conn = self._conn()
-        try:
-            return {
-                uid.decode(): int(num)
-                for num, uid in (line.split(b" ", 1) for line in conn.uidl()[1])
-            }
-        finally:
-            conn.quit()
-
-    def new_texts(self, seen: set[str]) -> list[str]:
-        conn = self._conn()
-        try:
-            out = []
-            for line in conn.uidl()[1]:
-                num, uid = line.split(b" ", 1)
-                if uid.decode() not in seen:
-                    out.append(b"\n".join(conn.top(int(num), 40)[1]).decode("utf-8", "replace"))
-            return out
-        finally:
-            conn.quit()
+def new_texts(box: Pop3Reader, seen: set[str]) -> list[str]:
+    """Headers and the first 40 body lines of every message not in `seen`, as text."""
+    return [t.decode("utf-8", "replace") for t in box.tops(body_lines=40, skip=seen).values()]
 
 
 def rule_timing(stack) -> tuple[float, float]:
@@ -78,14 +49,18 @@ def test_stopped_service_alert_arrives_by_mail(stack, sla):
     # evaluation that fires it (one interval), the critical route's group_wait (10 s), SMTP, and
     # the 5 s POP3 poll here; 15 s of slack for a busy 2-core machine.
     bound = hold + 3 * interval + 15 + 10 + 5 + 15
-    box = Mailbox(stack)
-    seen = set(box.uidls())
+    box = Pop3Reader(stack)
+    seen = box.uids()
     svc = stack.service(VICTIM)
     svc.stop(timeout=10)
     stopped = time.monotonic()
+
+    def alert_mails() -> list[str]:
+        return [t for t in new_texts(box, seen) if "ServiceTargetMissing" in t and VICTIM in t]
+
     try:
         texts, _ = wait_for(
-            lambda: [t for t in box.new_texts(seen) if "ServiceTargetMissing" in t and VICTIM in t],
+            alert_mails,
             timeout=bound + 60,
             interval=5,
             what=f"the alert mail for stopped {VICTIM}",
