@@ -19,20 +19,25 @@ def test_latency_without_ai(stack, mail, praxis_db, ollama, sla):
         pytest.skip("needs the Ollama double to switch AI off; a real Ollama is configured")
     ollama.control(status=500)
     try:
-        times = []
+        times, inside = [], []
         for i in range(15):
             sent = mail.mail(PROFILES["praxis"], f"Messung {i}", "Bitte um Rückruf.")
-            _, took = praxis_db.wait_stored(sent, timeout=sla.threshold("SLA-P1").value * 4)
+            row, took = praxis_db.wait_stored(sent, timeout=sla.threshold("SLA-P1").value * 4)
             times.append(took)
+            inside.append(row["processing_ms"] / 1000)
+            path = "IMAP IDLE" if row["source"].startswith("imap") else "POP3 polling"
     finally:
         ollama.control(status=200)
     p50 = statistics.median(times)
     p95 = statistics.quantiles(times, n=20)[-1]
     sla.record("SLA-P1", p50, unit="s", how=f"p50 of {len(times)} sequential mails")
+    worker_p95 = statistics.quantiles(inside, n=20)[-1]
     sla.check(
         "SLA-P1",
         p95,
-        how=f"p95 of {len(times)} sequential mails (max "
-        f"{max(times):.2f} s), SMTP submission to committed row, "
-        "50 ms polling",
+        how=f"p95 of {len(times)} sequential mails (max {max(times):.2f} s), SMTP submission "
+        f"to committed row over {path}, 50 ms polling; of that, the worker's own time (parse, "
+        f"classify, up to the commit) p95 {worker_p95:.3f} s. With IMAP IDLE on Dovecot (the mail "
+        "server) each new mail is announced no sooner than 500 ms after delivery "
+        "(NOTIFY_DELAY_MSECS in Dovecot's mailbox-watch.c)",
     )
