@@ -25,6 +25,9 @@ Decisions (see also the docstrings of ParsedMail and parse):
 * Limits: subject at most 1000 characters, nesting depth 20, at most 1000 parts, at most 100
   defects (the last one then says how many more there were); beyond them the rest is cut or
   ignored, with a defect.
+* Large mails (parse_file): the same decisions, on a skeleton from which the spill pre-pass
+  (mailer.spill) has moved large bodies to files; such attachments carry a `path` instead of
+  `data`, and a large text body is read up to MAX_SPILLED_TEXT bytes (a defect says so).
 """
 
 from __future__ import annotations
@@ -44,13 +47,16 @@ from datetime import UTC, datetime
 from email.message import Message
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
+from pathlib import Path
 
 from mailer.attachments import KIND_EXTENSIONS, detect_kind, sanitize_filename
+from mailer.spill import MARKER, NO_SEPARATOR, Spilled, spill
 
 MAX_SUBJECT_CHARS = 1000
 MAX_DEPTH = 20
 MAX_PARTS = 1000
 MAX_DEFECTS = 100
+MAX_SPILLED_TEXT = 4 << 20  # bytes of a spilled text body that are read (the raw mail is kept)
 _MAX_HEADER_CHARS = 16384  # decoded at most; beyond that a header is cut (with a defect)
 _MAX_MESSAGE_ID_CHARS = 998
 _FORWARD_MARK = "---------- Forwarded message ----------"
@@ -72,15 +78,27 @@ class Attachment:
     filename: str  # sanitised, unique within the mail, never empty
     original_filename: str | None  # decoded (RFC 2047 / RFC 2231) as the sender wrote it
     declared_type: str  # Content-Type of the part (lower-case type/subtype)
-    data: bytes
+    data: bytes  # b"" when the content was spilled to `path`
+    path: Path | None = None  # the decoded content on disk (large parts, parse_file)
+
+    @property
+    def content(self) -> bytes | Path:
+        """The data, or the file holding it: what attachments.decide and clamd accept."""
+        return self.path if self.path is not None else self.data
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return self.path.stat().st_size if self.path is not None else len(self.data)
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        if self.path is None:
+            return hashlib.sha256(self.data).hexdigest()
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as fh:
+            while piece := fh.read(1 << 20):
+                digest.update(piece)
+        return digest.hexdigest()
 
 
 @dataclass
@@ -396,6 +414,25 @@ class _Walk:
     used_names: set[str] = field(default_factory=set)
     count: int = 0
     capped: bool = False
+    spilled: Spilled | None = None  # parse_file: bodies moved to files by the pre-pass
+
+    def take_spilled(self, part: Message) -> tuple[Path | None, list[str]]:
+        """The file of a spilled part and the pre-pass defects of its body. Only a marker with
+        this parse's token counts (a sender cannot guess it); it is removed from the part."""
+        if self.spilled is None:
+            return None, []
+        values = _raw_values(part, MARKER)
+        for i, value in enumerate(values):
+            token, _, n = value.strip().partition(" ")
+            if token == self.spilled.token and n.isascii() and n.isdigit():
+                path = self.spilled.files.get(int(n))
+                if path is None:
+                    continue
+                del part[MARKER]
+                for other in values[:i] + values[i + 1 :]:
+                    part.set_raw(MARKER, other)
+                return path, self.spilled.part_defects.get(int(n), [])
+        return None, []
 
     def unique(self, name: str) -> str:
         if name.casefold() not in self.used_names:
@@ -460,15 +497,20 @@ def _visit(part: Message, walk: _Walk, body: _Body, depth: int) -> None:
     _normalise_headers(part, where, walk.defects)
     ctype = _content_type(part)
     if part.is_multipart():
-        _part_defects(part, where, walk.defects)
+        _part_defects(part, where, walk.defects, [])
         _visit_container(part, ctype, where, walk, body, depth)
     else:
-        _visit_leaf(part, ctype, where, walk, body)
-        _part_defects(part, where, walk.defects)  # after decoding: base64 errors land here
+        spill_defects = _visit_leaf(part, ctype, where, walk, body)
+        _part_defects(part, where, walk.defects, spill_defects)  # base64 errors land here
 
 
-def _part_defects(part: Message, where: str, defects: list[str]) -> None:
-    defects.extend(f"{_defect_name(d)} in {where}" for d in getattr(part, "defects", ()))
+def _part_defects(part: Message, where: str, defects: list[str], spilled: list[str]) -> None:
+    """The parser's defects of a part, and those the spill pre-pass found in its body (in the
+    order the parser would have reported them: a missing separator first)."""
+    names = [_defect_name(d) for d in getattr(part, "defects", ())]
+    first = [n for n in spilled if n == NO_SEPARATOR]
+    names = first + names + [n for n in spilled if n != NO_SEPARATOR]
+    defects.extend(f"{name} in {where}" for name in names)
 
 
 def _visit_container(
@@ -498,23 +540,54 @@ def _visit_container(
             _visit(child, walk, body, depth + 1)
 
 
-def _visit_leaf(part: Message, ctype: str, where: str, walk: _Walk, body: _Body) -> None:
+def _visit_leaf(part: Message, ctype: str, where: str, walk: _Walk, body: _Body) -> list[str]:
+    """Body text or an attachment; returns the spill pre-pass defects of the part's body."""
     maintype = ctype.split("/", 1)[0]
     disposition = _disposition(part)
     filename = _filename(part)
     if maintype == "multipart":
         ctype = "text/plain"  # a multipart without usable boundary: its body is all we have
     is_body = ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename
-    data = _payload_bytes(part)
+    path, spill_defects = walk.take_spilled(part)  # its payload is empty, the file is decoded
+    charset = _param(part, "charset")
+    if path is None:
+        data = _payload_bytes(part)
+    elif is_body:
+        data = _spilled_text(path, charset, where, walk.defects)
+    else:
+        data = b""
     if is_body:
-        text = _lines(_clean(_decode_bytes(data, _param(part, "charset"), where, walk.defects)))
+        text = _lines(_clean(_decode_bytes(data, charset, where, walk.defects)))
         (body.plain if ctype == "text/plain" else body.html).append(text)
-        return
-    kind = detect_kind(data)
+        return spill_defects
+    kind = detect_kind(data if path is None else path)
     fallback = "attachment" + KIND_EXTENSIONS.get(kind or "", "")
     name = walk.unique(sanitize_filename(filename, fallback=fallback))
     original = _clean(filename) if filename is not None else None
-    walk.attachments.append(Attachment(name, original, ctype, data))
+    walk.attachments.append(Attachment(name, original, ctype, data, path=path))
+    return spill_defects
+
+
+def _spilled_text(path: Path, charset: str | None, where: str, defects: list[str]) -> bytes:
+    """At most MAX_SPILLED_TEXT bytes of a spilled text body: a text that large is not read by
+    anyone, and the raw mail is kept. A UTF-8 sequence broken by the cut is dropped."""
+    with open(path, "rb") as fh:
+        data = fh.read(MAX_SPILLED_TEXT + 1)
+    if len(data) <= MAX_SPILLED_TEXT:
+        return data
+    data = data[:MAX_SPILLED_TEXT]
+    label = (charset or "").strip().strip('"').lower().replace("_", "-")
+    if label in ("", "us-ascii", "utf-8", "utf8"):
+        for i in range(1, 4):
+            lead = data[-i]
+            if lead < 0x80:
+                break
+            if lead >= 0xC0:
+                if i < (2 if lead < 0xE0 else 3 if lead < 0xF0 else 4):
+                    data = data[:-i]
+                break
+    defects.append(f"text {where} of {path.stat().st_size} bytes cut to {len(data)} bytes")
+    return data
 
 
 def _parse_message(raw: bytes, defects: list[str]) -> Message:
@@ -528,10 +601,10 @@ def _parse_message(raw: bytes, defects: list[str]) -> Message:
         return email.message_from_bytes(b"\n" + raw, policy=email.policy.compat32)
 
 
-def _parse(raw: bytes) -> ParsedMail:
-    defects: list[str] = []
+def _parse(raw: bytes, spilled: Spilled | None = None) -> ParsedMail:
+    defects: list[str] = list(spilled.defects) if spilled is not None else []
     msg = _parse_message(raw, defects)
-    walk = _Walk(defects)
+    walk = _Walk(defects, spilled=spilled)
     body = _Body()
     _visit(msg, walk, body, 0)  # also normalises the top-level headers
 
@@ -594,8 +667,23 @@ def _parse(raw: bytes) -> ParsedMail:
         text=_clean(body.text()),
         html=outer_html,
         attachments=walk.attachments,
-        headers_size=_headers_size(raw),
+        headers_size=_headers_size(raw) if spilled is None else spilled.headers_size,
         defects=defects,
+    )
+
+
+def _unparseable(exc: Exception, headers_size: int) -> ParsedMail:
+    return ParsedMail(
+        message_id=None,
+        subject="",
+        sender="",
+        recipients=[],
+        date=None,
+        text="",
+        html=None,
+        attachments=[],
+        headers_size=headers_size,
+        defects=[f"unparseable mail ({type(exc).__name__})"],
     )
 
 
@@ -614,15 +702,26 @@ def parse(raw: bytes) -> ParsedMail:
             size = _headers_size(raw)
         except Exception:
             size = 0
-        return ParsedMail(
-            message_id=None,
-            subject="",
-            sender="",
-            recipients=[],
-            date=None,
-            text="",
-            html=None,
-            attachments=[],
-            headers_size=size,
-            defects=[f"unparseable mail ({type(exc).__name__})"],
-        )
+        return _unparseable(exc, size)
+
+
+def parse_file(path: Path, workdir: Path, *, threshold: int = 1 << 20) -> tuple[ParsedMail, str]:
+    """Parse the raw mail in file `path` in bounded memory: leaf bodies larger than `threshold`
+    are decoded into files in `workdir` (spilled attachments keep them as `path`), the rest is
+    parsed as `parse` does. Returns the result and the sha256 fingerprint of the file. Never
+    raises on bad input; an OSError reading the file or writing `workdir` propagates."""
+    with open(path, "rb") as fh:
+        try:
+            spilled = spill(fh, workdir, threshold=threshold)
+        except OSError:
+            raise
+        except Exception as exc:  # a bug in the pre-pass: as in parse, a defect, not a crash
+            digest = hashlib.sha256()
+            fh.seek(0)
+            while piece := fh.read(1 << 20):
+                digest.update(piece)
+            return _unparseable(exc, 0), digest.hexdigest()
+    try:
+        return _parse(spilled.skeleton, spilled), spilled.sha256
+    except Exception as exc:
+        return _unparseable(exc, spilled.headers_size), spilled.sha256
