@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from stackcheck.mailflow import PROFILES, mailer_metric
+from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs("mailpit", "praxis-mailer", "ecom-mailer")]
 
@@ -72,6 +73,45 @@ def test_praxis_mail_flow(stack, mail, praxis_db, ollama, sla):
         unit="s",
         how=f"external_id {row['external_id']}, category "
         f"{row['category']}, emails_processed_total {before:g} -> {after:g}",
+    )
+
+
+@pytest.mark.req("E1", "T7")
+def test_mail_flow_through_mailpit_send_api(stack, ecom_db, sla):
+    """The review's E1 as written: a mail injected with Mailpit's send API; the ID the API
+    returns is the id the mailer logs ("Processing email: <ID>") and stores as external_id. Sent
+    to the ecom mailer, which reads POP3, where Mailpit's UIDL is that ID."""
+    with stack.http("mailpit", 8025) as http:
+        res = http.post(
+            "/api/v1/send",
+            json={
+                "From": {"Email": "test@example.com", "Name": "Test"},
+                "To": [{"Email": PROFILES["ecom"]}],
+                "Subject": "Test Kunde Anfrage",
+                "Text": "Where is my order 4711?",
+            },
+        )
+        refused = http.post("/api/v1/send", json={"To": [{"Email": PROFILES["ecom"]}]})
+    assert res.status_code == 200, res.text
+    assert refused.status_code == 400, f"a send without From was accepted: {refused.text}"
+    mail_id = res.json()["ID"]
+    start = time.monotonic()
+    rows, _ = wait_for(
+        lambda: ecom_db.query("SELECT id FROM emails WHERE external_id = %s", (mail_id,)),
+        timeout=sla.threshold("SLA-P2").value,
+        interval=0.1,
+        what=f"mail {mail_id} stored by the ecom mailer",
+    )
+    took = time.monotonic() - start
+    assert len(rows) == 1, f"stored {len(rows)} times"
+    logs = stack.service("ecom-mailer").logs(tail=500)
+    assert f"Processing email: {mail_id}" in logs
+    sla.record(
+        "E1",
+        took,
+        unit="s",
+        how=f"POST /api/v1/send -> ID {mail_id} -> ecom-mailer over POP3: logged and stored "
+        "under that external_id",
     )
 
 
@@ -165,8 +205,6 @@ def test_fifty_mails_at_once(stack, mail, praxis_db, sla):
         return praxis_db.query("SELECT count(*) FROM emails WHERE message_id = ANY(%s)", (ids,))[0][
             0
         ]
-
-    from stackcheck.waits import wait_for
 
     n, _ = wait_for(
         count, timeout=limit, interval=0.5, ok=lambda c: c >= 50, what="50 mails stored"

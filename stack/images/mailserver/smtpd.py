@@ -24,6 +24,11 @@ HTTP on 8025: the part of Mailpit's HTTP API the stack uses (requirement T7) and
                                        newest first; a message's ID is its Maildir base name,
                                        which is also its POP3 UIDL (as in Mailpit)
   DELETE /api/v1/messages              body {"IDs": [...]} deletes those, no body deletes all
+  POST /api/v1/send                    Mailpit's JSON send API (From{Email,Name}, To[], Cc[],
+                                       Bcc[] strings, ReplyTo[], Subject, Text, HTML,
+                                       Attachments[]{Content base64, Filename, ContentType},
+                                       Headers{}); stores the message like one received over
+                                       SMTP and answers {"ID": <id>}; 400 {"Error": ...}
 No web UI, no other endpoint (404).
 
 Mailpit settings honoured: MP_MAX_MESSAGE_SIZE (MiB, default 50, 0 = no limit),
@@ -34,7 +39,10 @@ MP_SMTP_MAX_RECIPIENTS (default 100), MP_MAX_MESSAGES (default 500, oldest prune
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import email.header
+import email.message
 import email.utils
 import json
 import logging
@@ -332,6 +340,64 @@ class Api:
         }
 
 
+class SendError(ValueError):
+    """A send request Mailpit would refuse with 400."""
+
+
+# Headers the send API sets itself; Mailpit refuses them in "Headers" too.
+_RESTRICTED = frozenset(
+    {"from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version"}
+    | {"content-type", "content-transfer-encoding", "content-disposition", "return-path"}
+)
+
+
+def build_send(req: object, hostname: str) -> bytes:
+    """The message a POST /api/v1/send body describes (Mailpit's server/apiv1/send.go)."""
+    if not isinstance(req, dict):
+        raise SendError("request body must be a JSON object")
+
+    def one(a: object, field: str) -> str:
+        if not isinstance(a, dict) or not str(a.get("Email") or "").strip():
+            raise SendError(f"{field}: an Email is required")
+        return email.utils.formataddr((str(a.get("Name") or ""), str(a["Email"]).strip()))
+
+    msg = email.message.EmailMessage()
+    msg["From"] = one(req.get("From"), "From")
+    for field, header in (("To", "To"), ("Cc", "Cc"), ("ReplyTo", "Reply-To")):
+        values = [one(a, field) for a in req.get(field) or []]
+        if values:
+            msg[header] = ", ".join(values)
+    bcc = [str(b).strip() for b in req.get("Bcc") or [] if str(b).strip()]
+    if bcc:
+        msg["Bcc"] = ", ".join(bcc)
+    if not (msg["To"] or msg["Cc"] or bcc):
+        raise SendError("no recipients (To, Cc or Bcc)")
+    msg["Subject"] = str(req.get("Subject") or "")
+    msg["Date"] = email.utils.formatdate(localtime=True)
+    msg["Message-ID"] = email.utils.make_msgid(domain=hostname or "mailpit")
+    for name, value in (req.get("Headers") or {}).items():
+        if str(name).lower() in _RESTRICTED:
+            raise SendError(f"header {name!r} is restricted")
+        msg[str(name)] = str(value)
+    msg.set_content(str(req.get("Text") or ""))
+    if req.get("HTML"):
+        msg.add_alternative(str(req["HTML"]), subtype="html")
+    for att in req.get("Attachments") or []:
+        try:
+            data = base64.b64decode(str(att.get("Content") or ""), validate=True)
+        except (binascii.Error, ValueError, AttributeError) as e:
+            raise SendError("Attachments: Content must be base64") from e
+        ctype = str(att.get("ContentType") or "application/octet-stream")
+        maintype, _, subtype = ctype.partition("/")
+        msg.add_attachment(
+            data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=str(att.get("Filename") or "attachment"),
+        )
+    return msg.as_bytes()
+
+
 def _qint(query: dict, key: str, default: int) -> int:
     try:
         return max(0, int(query.get(key, [default])[0]))
@@ -416,6 +482,16 @@ async def route(api: Api, method: str, target, body: bytes):
             log.info("HTTP API deleted %d message(s)", n)
             return 200, "text/plain", b"ok"
         return 405, "text/plain", b"method not allowed\n"
+    if path == "/api/v1/send":
+        if method != "POST":
+            return 405, "text/plain", b"method not allowed\n"
+        try:
+            message = build_send(json.loads(body or b"null"), socket.getfqdn())
+        except (SendError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+            return 400, "application/json", json.dumps({"Error": str(e)}).encode()
+        msg_id = await loop.run_in_executor(None, api.maildir.deliver, message)
+        log.info("stored %s (%d bytes) from the send API", msg_id, len(message))
+        return 200, "application/json", json.dumps({"ID": msg_id}).encode()
     return 404, "text/plain", b"not found\n"
 
 
