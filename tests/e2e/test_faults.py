@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import time
+import uuid
 
 import pytest
 
@@ -120,6 +122,61 @@ def test_mailer_killed_in_the_middle_of_a_burst(stack, mail, ecom_db, slow_ai, s
         unit="s",
         how=f"30-mail burst, mailer SIGKILLed with {at_crash} stored: seconds until all 30 "
         "were stored, each once",
+    )
+
+
+@pytest.mark.req("A2", "SLA-R2")
+def test_mailer_killed_in_the_middle_of_a_large_mail(stack, mail, ecom_db, ollama, sla):
+    """A 49 MiB attachment (spooled to the data volume, parsed from there) with the worker
+    killed while it holds the mail: after the restart the mail is processed again, from the
+    spool, and stored once; nothing is left in the spool."""
+    if ollama is None:
+        pytest.skip("needs the Ollama double to hold the mail in processing")
+    svc = stack.service("ecom-mailer")
+    data = b"%PDF-1.4\n" + os.urandom(49 * 1024 * 1024 - 16) + b"\n%%EOF\n"
+    ollama.control(delay_s=8)  # the mail sits in classification, after spill and scan
+    try:
+        since = time.time() - 1
+        sent = mail.mail(
+            PROFILES["ecom"],
+            "Large scan, crash",
+            "see attachment",
+            sender="crash-large@example.org",
+            attachments=[("scan.pdf", data, "application/pdf")],
+        )
+        wait_for(
+            lambda: svc.logs(since=since),
+            timeout=120,
+            interval=0.2,
+            ok=lambda logs: "Processing email" in logs and '"spooled": true' in logs,
+            what="the large mail spooled and taken by the worker",
+        )
+        restarts = svc.container.attrs["RestartCount"]
+        crash(svc)
+        assert ecom_db.rows(sent.message_id) == [], "stored before the crash: no fault exercised"
+    finally:
+        ollama.control(delay_s=0)
+    wait_for(
+        lambda: svc.container.attrs["RestartCount"] > restarts or svc.state() != "running",
+        timeout=30,
+        what="the crash to register",
+    )
+    took = wait_all_once(ecom_db, [sent], timeout=180)
+    row = ecom_db.rows(sent.message_id)[0]
+    atts = ecom_db.query(
+        "SELECT size_bytes, sha256, virus_scan_status FROM attachments WHERE email_id = %s",
+        (row["id"],),
+    )
+    assert atts == [(len(data), hashlib.sha256(data).hexdigest(), "clean")], atts
+    svc.wait_healthy(timeout=sla.threshold("SLA-R2").value)
+    left = svc.exec(["find", "/app/data/spool", "-type", "f"])
+    assert left.exit_code == 0 and not left.output.strip(), f"left in the spool: {left.output}"
+    sla.record(
+        "A2",
+        took,
+        unit="s",
+        how="49 MiB attachment, ecom-mailer SIGKILLed while processing it: processed again "
+        "from the spool after the restart and stored once (seconds from the crash)",
     )
 
 
@@ -274,3 +331,59 @@ def test_sigterm_is_a_clean_shutdown_exit_0(stack, sla):
     sla.record(
         "X2", "SIGTERM -> 0", how=f"docker stop of praxis-mailer; healthy again in {took:.0f} s"
     )
+
+
+# Atomically: queue the entry, take everything not yet delivered as a "dead worker" (so the
+# mailer cannot take it first), and mark every taken entry idle past the claim timeout; ours also
+# with 3 deliveries. The mailer then claims them at once; others get their normal processing.
+_DEAD_WORKER = """
+local id = redis.call('XADD', KEYS[1], '*', 'source', ARGV[3], 'source_id', ARGV[4],
+                      'external_id', ARGV[4], 'raw', ARGV[5])
+redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 10000, 'STREAMS', KEYS[1], '>')
+local pel = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])
+for _, p in ipairs(pel) do
+  local deliveries = (p[1] == id) and 3 or p[4]
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, p[1], 'IDLE', 600000,
+             'RETRYCOUNT', deliveries)
+end
+return id
+"""
+
+
+@pytest.mark.req("A2")
+def test_crashing_mail_is_stored_raw_not_looped(stack, praxis_db):
+    """A queue entry taken 3 times without a commit (its worker died each time) is stored raw,
+    flagged 'unprocessed' and reported to the staff address on the next take, not processed a
+    fourth time. The dead worker is simulated in Redis: a consumer that took the entry and never
+    acknowledged it, with 3 deliveries recorded."""
+    r = stack.redis()
+    stream, group = "mailer:praxis:incoming", "praxis-workers"
+    sid = f"poison-{uuid.uuid4().hex[:12]}"
+    raw = (
+        f"From: someone@example.org\r\nTo: {PROFILES['praxis']}\r\nSubject: crashes\r\n"
+        f"Message-ID: <{sid}@stackcheck.test>\r\n\r\nbody\r\n"
+    ).encode()
+    ghost = f"dead-worker-{sid}"
+    entry_id = r.eval(_DEAD_WORKER, 1, stream, group, ghost, "test://poison", sid, raw)
+    try:
+        found, _ = wait_for(
+            lambda: praxis_db.query(
+                "SELECT e.id, e.status, e.defects, r.raw FROM emails e "
+                "JOIN raw_messages r ON r.email_id = e.id WHERE e.source_id = %s",
+                (sid,),
+            ),
+            timeout=60,
+            interval=0.5,
+            what=f"poison entry {sid} stored raw",
+        )
+        ((email_id, status, defects, stored_raw),) = found
+        assert status == "unprocessed" and bytes(stored_raw) == raw, (status, defects)
+        assert any("stored raw" in d for d in defects), defects
+        outbox = praxis_db.query(
+            "SELECT kind, subject FROM outbox WHERE email_id = %s", (email_id,)
+        )
+        assert [k for k, _ in outbox] == ["notification"] and sid in outbox[0][1], outbox
+        assert not r.xrange(stream, entry_id, entry_id), "entry still queued"
+    finally:
+        r.xdel(stream, entry_id)
+        r.xgroup_delconsumer(stream, group, ghost)
