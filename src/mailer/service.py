@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import psycopg
 import redis
 from prometheus_client import make_wsgi_app
 
@@ -93,7 +94,13 @@ class Fetcher:
                 self.last_ok = time.monotonic()
                 metrics.MAILBOX_UP.labels(self.cfg.profile).set(1)
                 failures = 0
-            except (SourceError, redis.RedisError, OSError) as exc:
+            except (
+                SourceError,
+                redis.RedisError,
+                OSError,
+                psycopg.OperationalError,  # e.g. PostgreSQL restarting: expected, no traceback
+                psycopg.InterfaceError,
+            ) as exc:
                 failures += 1
                 metrics.MAILBOX_UP.labels(self.cfg.profile).set(0)
                 log.warning("mailbox poll failed", extra={"error": str(exc), "failures": failures})

@@ -169,11 +169,97 @@ def test_attachment_flow_clean_pdf_and_eicar(stack, mail, ecom_db, sla):
         stack, "ecom-mailer", "attachments_infected_total", {"profile": "ecom"}
     )
     assert infected_after >= infected_before + 2
+    sla.record("A1", path, how="storage_path of the clean PDF; the file's sha256 checked inside")
+    sla.record(
+        "A4",
+        f"3 of 3 attachments scanned: 1 clean, 2 infected ({datts[0][2]})",
+        how="clamd INSTREAM from the ecom mailer; rows in attachments.virus_scan_status",
+    )
+    sla.record(
+        "A5",
+        f"{len(datts)} files in quarantine/, signature recorded, attachments_infected_total "
+        f"{infected_before:g} -> {infected_after:g}",
+        how="EICAR plain and zipped; the counter feeds the InfectedAttachment alert",
+    )
     sla.record(
         "E2",
         f"pdf clean at {path}; EICAR plain and zipped quarantined ({datts[0][2]})",
         how="SMTP with attachments; rows in ecom.attachments, files checked in the "
         "container, attachments_infected_total for the alert",
+    )
+
+
+def ooxml(folder: str, content_type: str) -> bytes:
+    """The smallest zip a docx (folder "word") or xlsx ("xl") is recognised as, by content."""
+    types = (
+        '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+        f'content-types"><Override PartName="/{folder}/main.xml" ContentType="{content_type}"/>'
+        "</Types>"
+    )
+    return zipped_files({"[Content_Types].xml": types.encode(), f"{folder}/main.xml": b"<x/>"})
+
+
+def zipped_files(files: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.mark.req("A3")
+def test_attachment_types_decided_by_content(stack, mail, ecom_db, sla):
+    """The allowed kinds are stored whatever their name says; a file whose name promises an
+    allowed kind its content is not, a macro document and a type outside the list are refused
+    with their reason and counted; the mail itself is stored."""
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 20
+    jpg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 20
+    docx_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+    xlsx_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
+    docm_type = "application/vnd.ms-word.document.macroEnabled.main+xml"
+    files = [
+        ("scan.png", png, "image/png", "png", None),
+        ("photo", jpg, "application/octet-stream", "jpg", None),  # no name extension
+        ("letter.docx", ooxml("word", docx_type), "application/octet-stream", "docx", None),
+        ("sheet.xlsx", ooxml("xl", xlsx_type), "application/octet-stream", "xlsx", None),
+        ("invoice.pdf", png, "application/pdf", None, "name says .pdf but content is png"),
+        ("setup.pdf", b"MZ\x90\x00" + b"\x00" * 60, "application/pdf", None, "type not allowed"),
+        ("macro.docx", ooxml("word", docm_type), "application/octet-stream", None, "type not"),
+        ("notes.txt", b"just text\n", "application/octet-stream", None, "type not allowed"),
+    ]
+    sent = mail.mail(
+        PROFILES["ecom"],
+        "Documents",
+        "Eight files attached.",
+        sender="types@example.org",
+        attachments=[(name, data, ctype) for name, data, ctype, _, _ in files],
+    )
+    row, _ = ecom_db.wait_stored(sent, timeout=60)
+    got = ecom_db.query(
+        "SELECT filename, kind, virus_scan_status, refused_reason, storage_path "
+        "FROM attachments WHERE email_id = %s ORDER BY position",
+        (row["id"],),
+    )
+    assert len(got) == len(files), got
+    for (name, _data, _ctype, kind, refusal), (fname, gkind, status, reason, stored) in zip(
+        files, got, strict=True
+    ):
+        where = f"{name}: {gkind}, {status}, {reason}"
+        if kind is not None:
+            assert status == "clean" and gkind == kind and stored, where
+            assert fname.startswith(name), where
+        else:
+            assert status == "refused" and reason and reason.startswith(refusal), where
+            assert stored is None, where
+    refused = [f"{g[0]} ({g[3]})" for g in got if g[2] == "refused"]
+    sla.record(
+        "A3",
+        f"{len(got) - len(refused)} of {len(got)} accepted by content (png, jpg without an "
+        f"extension, docx, xlsx); refused: {'; '.join(refused)}",
+        how="one mail with eight attachments to the ecom mailer; rows in ecom.attachments",
     )
 
 
