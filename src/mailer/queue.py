@@ -90,6 +90,20 @@ class MailQueue:
         info = self.r.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
         return int(info[0]["times_delivered"]) if info else 1
 
+    def spooled_names(self) -> set[str]:
+        """Spool files the queue still refers to (entries are deleted once acknowledged, so the
+        stream holds only mails not yet committed)."""
+        names, start = set(), "-"
+        while True:
+            batch = self.r.xrange(self.stream, min=start, max="+", count=500)
+            for _entry_id, fields in batch:
+                if fields and b"spooled" in fields:
+                    names.add(fields[b"spooled"].decode())
+            if len(batch) < 500:
+                return names
+            last = batch[-1][0]
+            start = "(" + (last.decode() if isinstance(last, bytes) else last)
+
     def release(self, source: str, source_id: str) -> None:
         """Forget the guard of a mail that will not be processed from the queue."""
         self.r.delete(f"{self.guard_prefix}{source}|{source_id}")

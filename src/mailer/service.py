@@ -224,7 +224,6 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
     )
     queue = MailQueue(r, cfg.profile)
     spool = Spool(cfg.data_dir, cfg.spool_threshold_bytes)
-    spool.clear_work()
     source = build_source(cfg, spool)
 
     def open_db():
@@ -241,6 +240,10 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
             if stop.is_set():
                 return EXIT_OK
             return EXIT_CONNECTION
+    spool.clear_work()
+    swept = spool.sweep(queue.spooled_names())
+    if swept:
+        log.info("spool files of committed mails removed", extra={"count": len(swept)})
     if not clamd.ping(cfg.clamd_host, cfg.clamd_port):
         log.warning(
             "clamd not answering yet: mails with attachments wait until it does",

@@ -75,6 +75,22 @@ class Spool:
         """Scratch directories left by a crash: nothing in them is needed any more."""
         shutil.rmtree(self.root / "work", ignore_errors=True)
 
+    def sweep(self, referenced: set[str]) -> list[str]:
+        """At start, before the fetcher runs: remove half-written files and spool files no queue
+        entry refers to (a crash between acknowledging a mail and removing its file). The mails
+        they held are committed, or still in their mailbox. Returns the names removed."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for path in self.root.iterdir():
+            if path.is_file() and path.name.startswith(".") and path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+            elif path.is_file() and path.suffix == ".eml" and path.stem not in referenced:
+                path.unlink(missing_ok=True)
+                removed.append(path.stem)
+        return removed
+
     def keep_raw(self, name: str, fingerprint: str, received: datetime) -> str:
         """The spool file as the kept raw mail, `raw/YYYY/MM/<sha256>.eml` relative to the data
         directory. Content-addressed, so a second copy of the same bytes is the same file; a hard

@@ -74,3 +74,21 @@ def test_a_workdir_starts_empty_each_try(tmp_path):
     assert list(spool.workdir("abc").iterdir()) == []
     spool.clear_work()
     assert not (spool.root / "work").exists()
+
+
+def test_sweep_keeps_what_the_queue_refers_to(tmp_path):
+    spool = Spool(tmp_path, 10)
+    for sid in ("queued", "committed"):
+        with spool.writer("s", sid) as (_name, fh):
+            fh.write(b"mail")
+    half = spool.root / ".abc.eml.99.tmp"
+    half.write_bytes(b"half")
+    queued, committed = Spool.name_for("s", "queued"), Spool.name_for("s", "committed")
+    removed = spool.sweep({queued})
+    assert sorted(removed) == sorted([committed, half.name])
+    assert spool.path(queued).exists() and not spool.path(committed).exists()
+    assert not half.exists()
+
+
+def test_sweep_of_a_missing_spool_is_a_no_op(tmp_path):
+    assert Spool(tmp_path / "nothing-yet", 10).sweep(set()) == []
