@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.message
+import os
 import poplib
 import smtplib
 import time
@@ -18,6 +19,13 @@ import httpx
 from stackcheck.waits import wait_for
 
 PROFILES = {"praxis": "praxis@example.com", "ecom": "ecom@example.com"}
+
+
+def pdf_of_size(size: int) -> bytes:
+    """`size` bytes that are a PDF by content (magic and trailer), random in between: large
+    attachments that pass the type check and that no compression shrinks."""
+    head, tail = b"%PDF-1.4\n", b"\n%%EOF\n"
+    return head + os.urandom(size - len(head) - len(tail)) + tail
 
 
 @dataclass

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from stackcheck.mailflow import PROFILES, Pop3Reader
+from stackcheck.mailflow import PROFILES, Pop3Reader, pdf_of_size
 from stackcheck.mode import Mode
 from stackcheck.waits import wait_for
 
@@ -133,7 +133,7 @@ def test_mailer_killed_in_the_middle_of_a_large_mail(stack, mail, ecom_db, ollam
     if ollama is None:
         pytest.skip("needs the Ollama double to hold the mail in processing")
     svc = stack.service("ecom-mailer")
-    data = b"%PDF-1.4\n" + os.urandom(49 * 1024 * 1024 - 16) + b"\n%%EOF\n"
+    data = pdf_of_size(49 * 1024 * 1024)
     ollama.control(delay_s=8)  # the mail sits in classification, after spill and scan
     try:
         since = time.time() - 1

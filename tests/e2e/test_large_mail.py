@@ -11,24 +11,17 @@ containers' restart counts and their peak memory.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import uuid
 
 import pytest
 
-from stackcheck.mailflow import PROFILES, mailer_metric
+from stackcheck.mailflow import PROFILES, mailer_metric, pdf_of_size
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs("mailpit", "praxis-mailer", "ecom-mailer")]
 
 MIB = 1024 * 1024
 MAILERS = {"praxis": "praxis-mailer", "ecom": "ecom-mailer"}
-
-
-def big_pdf(size: int) -> bytes:
-    """`size` bytes that are a PDF by content (magic and trailer), random in between."""
-    head, tail = b"%PDF-1.4\n", b"\n%%EOF\n"
-    return head + os.urandom(size - len(head) - len(tail)) + tail
 
 
 def peak_rss_mib(stack, service: str) -> float:
@@ -53,8 +46,8 @@ def test_attachment_size_limit_on_both_mailers(stack, mail, praxis_db, ecom_db, 
     attachment beside it and the raw bytes are kept. Both mailers, one submission each."""
     limit_mb = sla.threshold("A2").value
     limit = int(limit_mb * MIB)  # MAX_ATTACHMENT_MB counts MiB
-    under, over = big_pdf(limit - MIB), big_pdf(limit + MIB)
-    small = big_pdf(4096)
+    under, over = pdf_of_size(limit - MIB), pdf_of_size(limit + MIB)
+    small = pdf_of_size(4096)
     before = {p: restarts(stack, s) for p, s in MAILERS.items()}
     refused_before = {
         p: mailer_metric(
