@@ -20,9 +20,12 @@ MAILER_IMAGE = "stackcheck/mailer:0.1.0"
 
 @pytest.fixture(scope="session")
 def mail(stack) -> MailClient:
-    service = "mailpit"
-    port = stack.service(service).port(1025)
-    return MailClient(port.host, port.port)
+    def locate() -> tuple[str, int]:
+        port = stack.service("mailpit").port(1025)
+        return port.host, port.port
+
+    locate()  # fails here, naming the service, when mailpit publishes no SMTP port
+    return MailClient(locate)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import poplib
 import smtplib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -36,10 +37,11 @@ class Sent:
 
 
 class MailClient:
-    """Submits mail to the stack's SMTP port (Mailpit, or the offline mail server)."""
+    """Submits mail to the stack's SMTP port (Mailpit, or the offline mail server). The address
+    is looked up for every connection: a restarted mail server gets a new host port."""
 
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
+    def __init__(self, locate: Callable[[], tuple[str, int]]):
+        self.locate = locate
 
     def build(
         self,
@@ -63,7 +65,8 @@ class MailClient:
 
     def send(self, msg: EmailMessage, smtp: smtplib.SMTP | None = None) -> Sent:
         if smtp is None:
-            with smtplib.SMTP(self.host, self.port, timeout=30) as conn:
+            host, port = self.locate()
+            with smtplib.SMTP(host, port, timeout=30) as conn:
                 conn.send_message(msg)
         else:
             smtp.send_message(msg)
