@@ -2,6 +2,7 @@
 offline override: each rule of stackcheck.policy a parametrised test per service. Static: needs
 the Compose CLI, not a running stack."""
 
+import subprocess
 from functools import cache
 from pathlib import Path
 
@@ -64,3 +65,18 @@ def test_secrets_are_files(variant):
     assert secrets, "the stack declares no secrets"
     not_files = [n for n, s in secrets.items() if not (s.get("file") or s.get("external"))]
     assert not not_files, f"secrets without a file: {not_files}"
+
+
+@pytest.mark.req("S1")
+def test_no_secret_file_is_in_the_repository():
+    """Secret files are generated per checkout (./run setup), never committed: a value in the
+    repository is known to everyone who can read it."""
+    if not (STACK.parent / ".git").exists():
+        pytest.skip("needs a git checkout: this copy has no .git")
+    tracked = subprocess.run(
+        ["git", "-C", str(STACK.parent), "ls-files", "--", "stack/secrets"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert not tracked, f"secret files tracked by git: {tracked}"
