@@ -298,7 +298,7 @@ def test_run_dumps_every_database_verified_logged_and_private(stack, sla, seeded
 
 
 # --- B6, SLA-R4 ------------------------------------------------------------------------------
-@pytest.mark.req("B6", "SLA-R4")
+@pytest.mark.req("B6", "SLA-R4", "D3")
 def test_restore_into_a_fresh_database_equals_the_source(stack, sla, seeded):
     res, dump_took = backup(stack, "run")
     assert res.exit_code == 0, res.output[-3000:]

@@ -552,3 +552,49 @@ def test_alloy_scrubs_before_writing_and_reads_logs_without_the_docker_socket():
     assert "loki.process." in source and "loki.write." not in source, "logs must pass the scrub"
     process = re.search(r'loki\.process\s+"\w+"\s*\{(.*?)\n\}', code, re.S).group(1)
     assert "loki.write." in process and "stage.replace" in process
+
+
+# --- D2: every alert has a runbook ----------------------------------------------------------------
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    found = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            text = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text)))
+    return found
+
+
+def _alert_rules() -> list[tuple[str, dict]]:
+    rules = []
+    for path in sorted((CONFIG / "prometheus" / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            rules += [(r["alert"], r) for r in group["rules"] if "alert" in r]
+    return rules
+
+
+@pytest.mark.req("D2", "M3")
+@pytest.mark.parametrize(("alert", "rule"), _alert_rules(), ids=[a for a, _ in _alert_rules()])
+def test_every_alert_links_its_runbook(alert, rule):
+    link = (rule.get("annotations") or {}).get("runbook", "")
+    page, _, anchor = link.partition("#")
+    assert page == "docs/runbooks.md" and anchor, f"{alert}: runbook annotation {link!r}"
+    assert anchor in _anchors(RUNBOOKS.read_text(encoding="utf-8")), (
+        f"{alert}: docs/runbooks.md has no section #{anchor}"
+    )
+
+
+@pytest.mark.req("D2")
+def test_runbook_links_resolve():
+    text = RUNBOOKS.read_text(encoding="utf-8")
+    anchors = _anchors(text)
+    for target in re.findall(r"\]\(([^)]+)\)", text):
+        page, _, anchor = target.partition("#")
+        if page:
+            assert (RUNBOOKS.parent / page).is_file(), f"link to a missing page: {target}"
+        else:
+            assert anchor in anchors, f"link to a missing section: {target}"
+    assert len(_alert_rules()) >= 10 and len(anchors) > len(_alert_rules())
