@@ -28,6 +28,7 @@ _EMAIL = re.compile(
 )
 _HOST = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,253}")
 _WORKER_ID = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")
+_HH_MM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 
 
 class ConfigError(Exception):
@@ -78,6 +79,9 @@ class Config:
     data_dir: Path
     max_attachment_bytes: int
     spool_threshold_bytes: int
+    quarantine_retention_days: int
+    attachment_retention_days: int
+    housekeeping_at: str
     http_port: int
     log_level: str
     worker_id: str
@@ -326,6 +330,13 @@ def load_config(env: Mapping[str, str]) -> Config:
     max_attachment_mb = r.integer("MAX_ATTACHMENT_MB", 50, 1, 1024)
     # larger mails go from the mailbox to a file on the data volume, not through memory and Redis
     spool_threshold_mb = r.integer("MAIL_SPOOL_THRESHOLD_MB", 4, 1, 1024)
+    # housekeeping (M7): quarantined files are deleted after this many days (their records stay);
+    # stored attachments only when a retention is set, i.e. where an archive keeps them (A6)
+    quarantine_retention_days = r.integer("QUARANTINE_RETENTION_DAYS", 30, 1, 3650)
+    attachment_retention_days = r.integer("ATTACHMENT_LOCAL_RETENTION_DAYS", 0, 0, 3650)
+    housekeeping_at = r.text("HOUSEKEEPING_AT", "02:00")
+    if not _HH_MM.fullmatch(housekeeping_at):
+        r.problems.append(f"HOUSEKEEPING_AT={housekeeping_at!r} is not a time HH:MM (UTC)")
     http_port = r.port("HTTP_PORT", 8000)
     log_level = r.choice("LOG_LEVEL", tuple(x.lower() for x in LOG_LEVELS), "info").upper()
     worker_id = r.text("WORKER_ID", socket.gethostname() or "worker")
@@ -371,6 +382,9 @@ def load_config(env: Mapping[str, str]) -> Config:
         data_dir=data_dir,
         max_attachment_bytes=max_attachment_mb * 1024 * 1024,
         spool_threshold_bytes=spool_threshold_mb * 1024 * 1024,
+        quarantine_retention_days=quarantine_retention_days,
+        attachment_retention_days=attachment_retention_days,
+        housekeeping_at=housekeeping_at,
         http_port=http_port,
         log_level=log_level,
         worker_id=worker_id,

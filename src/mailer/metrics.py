@@ -79,3 +79,15 @@ RETRIES = Counter(
     ["profile", "cause"],
     registry=REGISTRY,
 )
+HOUSEKEEPING_REMOVED = Counter(
+    "housekeeping_removed_files_total",
+    "Files deleted by the housekeeping (M7), by kind",
+    ["profile", "kind"],
+    registry=REGISTRY,
+)
+HOUSEKEEPING_LAST_RUN = Gauge(
+    "housekeeping_last_run_timestamp_seconds",
+    "When the housekeeping last finished (Unix time)",
+    ["profile"],
+    registry=REGISTRY,
+)

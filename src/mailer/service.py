@@ -24,6 +24,7 @@ from prometheus_client import make_wsgi_app
 
 from mailer import clamd, classify, metrics
 from mailer.config import Config, ConfigError, describe, load_config
+from mailer.housekeeping import Housekeeper
 from mailer.outbox import OutboxWorker
 from mailer.queue import MailQueue
 from mailer.scrub import setup_logging
@@ -172,6 +173,36 @@ def build_source(cfg: Config, spool: Spool | None = None):
     )
 
 
+def housekeeping_main(env=None) -> int:
+    """`python -m mailer housekeeping`: one run now, its report as JSON on stdout."""
+    import os
+
+    from mailer.housekeeping import run_once
+
+    try:
+        cfg = load_config(os.environ if env is None else env)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(cfg.log_level, cfg.secrets())
+    store = Store(
+        conninfo(cfg.db_host, cfg.db_port, cfg.db_name, cfg.db_user, cfg.db_password),
+        max_size=1,
+        name=f"{cfg.profile}-housekeeping",
+    )
+    try:
+        store.open(timeout=10)
+    except Exception as exc:
+        print(f"postgres unreachable: {exc}", file=sys.stderr)
+        return EXIT_CONNECTION
+    try:
+        report = run_once(cfg, store)
+    finally:
+        store.close()
+    print(json.dumps({"removed": report.removed, "bytes_freed": report.bytes_freed}))
+    return EXIT_OK
+
+
 def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int:
     import os
 
@@ -258,10 +289,14 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
     fetcher = Fetcher(cfg, source, queue, store)
     worker = Worker(cfg, store, queue, ollama, consumer=cfg.worker_id, spool=spool)
     outbox = OutboxWorker(cfg, store)
+    housekeeper = Housekeeper(cfg, store)
     threads = {
         "fetcher": threading.Thread(target=fetcher.run, args=(stop,), name="fetcher", daemon=True),
         "worker": threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True),
         "outbox": threading.Thread(target=outbox.run, args=(stop,), name="outbox", daemon=True),
+        "housekeeping": threading.Thread(
+            target=housekeeper.run, args=(stop,), name="housekeeping", daemon=True
+        ),
     }
 
     def alive() -> bool:
@@ -303,6 +338,7 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
     threads["worker"].join(timeout=60)
     threads["fetcher"].join(timeout=10)
     threads["outbox"].join(timeout=10)
+    threads["housekeeping"].join(timeout=10)
     server.shutdown()
     if isinstance(source, ImapSource):
         source.close()

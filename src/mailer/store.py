@@ -261,6 +261,16 @@ class Store:
                 )
             return "stored", email_id
 
+    def files_removed(self, storage_paths: list[str]) -> int:
+        """Record that the housekeeping deleted these files; the rows stay."""
+        with self.pool.connection() as conn:
+            cur = conn.execute(
+                "UPDATE attachments SET file_removed_at = now() "
+                "WHERE storage_path = ANY(%s) AND file_removed_at IS NULL",
+                (storage_paths,),
+            )
+            return cur.rowcount
+
     # --- outbox --------------------------------------------------------------------------
     def claim_outbox(self, limit: int = 10, stale_after_s: int = 300) -> list[dict]:
         """Take due rows (pending, or 'sending' for longer than stale_after_s: a sender that

@@ -19,6 +19,7 @@ _MAILER_READ = re.compile(
     r"r\.(choice|email|flag|host|integer|number|port|text|required|secret|raw)"
     r"\(\s*\"([A-Z][A-Z0-9_]*)\"(?:,\s*([^,)]+))?"
 )
+_ENV_GET = re.compile(r"os\.environ\.get\(\s*\"([A-Z][A-Z0-9_]*)\"(?:,\s*\"([^\"]*)\")?")
 _COMPOSE_DEFAULT = re.compile(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}")
 _SUITE = re.compile(r"\bSTACKCHECK_[A-Z_]+\b")
 
@@ -54,6 +55,9 @@ def mailer_reads() -> list[tuple[str, str | None]]:
             out.append((name, _literal(arg)))
         else:
             out.append((name, None))
+    for path in sorted((ROOT / "src" / "mailer").glob("*.py")):  # read outside config.py
+        for name, default in _ENV_GET.findall(path.read_text(encoding="utf-8")):
+            out.append((name, default or None))
     return sorted(set(out))
 
 
