@@ -268,10 +268,20 @@ def _parse_model_output(output: str) -> dict:
 
 
 class OllamaClient:
-    def __init__(self, url: str, model: str, timeout: float, client: httpx.Client | None = None):
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        timeout: float,
+        client: httpx.Client | None = None,
+        num_ctx: int = 4096,
+    ):
         self.url = url.rstrip("/")
         self.model = model
         self.timeout = timeout
+        # the context the host is sized for (O2: 4096 on the RX 7800): sent with every request,
+        # so a server default that differs cannot grow the memory per request
+        self.num_ctx = num_ctx
         self._own_client = client is None
         self.client = client if client is not None else httpx.Client(timeout=timeout)
 
@@ -310,7 +320,7 @@ class OllamaClient:
             "prompt": build_prompt(profile, subject, text),
             "stream": False,
             "format": "json",
-            "options": {"temperature": 0},
+            "options": {"temperature": 0, "num_ctx": self.num_ctx},
         }
         start = time.perf_counter()
         response = self._request("POST", "/api/generate", json=payload)

@@ -68,6 +68,7 @@ class Config:
     ollama_url: str | None
     ollama_model: str
     ollama_timeout: float
+    ollama_num_ctx: int
     smtp_host: str
     smtp_port: int
     smtp_security: str
@@ -312,6 +313,7 @@ def load_config(env: Mapping[str, str]) -> Config:
     ollama_url = _ollama_url(r)
     ollama_model = r.text("OLLAMA_MODEL", "llama3.2:3b")
     ollama_timeout = r.number("OLLAMA_TIMEOUT_SECONDS", 20.0, 0.0, 600.0)
+    ollama_num_ctx = r.integer("OLLAMA_NUM_CTX", 4096, 512, 131072)
 
     smtp_host = r.host("SMTP_HOST")
     smtp_security = r.choice("SMTP_SECURITY", tuple(SMTP_SECURITY), default="none")
@@ -371,6 +373,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         ollama_url=ollama_url,
         ollama_model=ollama_model,
         ollama_timeout=ollama_timeout,
+        ollama_num_ctx=ollama_num_ctx,
         smtp_host=smtp_host,
         smtp_port=smtp_port,
         smtp_security=smtp_security,

@@ -282,7 +282,9 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
         )
 
     ollama = (
-        classify.OllamaClient(cfg.ollama_url, cfg.ollama_model, cfg.ollama_timeout)
+        classify.OllamaClient(
+            cfg.ollama_url, cfg.ollama_model, cfg.ollama_timeout, num_ctx=cfg.ollama_num_ctx
+        )
         if cfg.ollama_url
         else None
     )

@@ -173,6 +173,7 @@ def reply(category: str, summary: str = "Kurz.") -> httpx.Response:
     return httpx.Response(200, json={"model": "llama3.2:3b", "response": body, "done": True})
 
 
+@pytest.mark.req("O1", "O2")
 def test_ollama_request_and_result():
     seen = []
 
@@ -193,7 +194,7 @@ def test_ollama_request_and_result():
     assert payload["model"] == "llama3.2:3b"
     assert payload["stream"] is False
     assert payload["format"] == "json"
-    assert payload["options"] == {"temperature": 0}
+    assert payload["options"] == {"temperature": 0, "num_ctx": 4096}  # O2: context 4096
     assert "Bitte Termin." in payload["prompt"]
 
 
