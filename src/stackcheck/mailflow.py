@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import email
 import email.message
+import io
 import os
 import poplib
 import smtplib
 import time
 import uuid
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -20,6 +22,19 @@ import httpx
 from stackcheck.waits import wait_for
 
 PROFILES = {"praxis": "praxis@example.com", "ecom": "ecom@example.com"}
+
+
+# the antivirus test string, assembled at run time so no file of this project is a test virus
+EICAR = ("X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*").encode()
+
+
+def zipped(files: dict[str, bytes]) -> bytes:
+    """A zip archive of these files, built in memory (attachments for the type and scan tests)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
 
 
 def pdf_of_size(size: int) -> bytes:

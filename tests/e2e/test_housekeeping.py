@@ -9,12 +9,10 @@ import uuid
 
 import pytest
 
-from stackcheck.mailflow import PROFILES, mailer_metric
+from stackcheck.mailflow import EICAR, PROFILES, mailer_metric
 from stackcheck.mode import Mode
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs("ecom-mailer", "clamav", "mailpit")]
-
-EICAR = ("X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*").encode()
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from stackcheck.mailflow import PROFILES, mailer_metric
+from stackcheck.mailflow import EICAR, PROFILES, mailer_metric, zipped
 from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs("mailpit", "praxis-mailer", "ecom-mailer")]
@@ -16,18 +16,6 @@ PDF = (
     b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]"
     b"/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
 )
-# assembled at run time so this file itself is not a test virus
-EICAR = ("X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*").encode()
-
-
-def zipped(name: str, data: bytes) -> bytes:
-    import io
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(name, data)
-    return buf.getvalue()
 
 
 @pytest.mark.req("T6")
@@ -134,7 +122,7 @@ def test_attachment_flow_clean_pdf_and_eicar(stack, mail, ecom_db, sla):
         sender="x@example.org",
         attachments=[
             ("eicar.txt", EICAR, "text/plain"),
-            ("eicar.zip", zipped("eicar.com", EICAR), "application/zip"),
+            ("eicar.zip", zipped({"eicar.com": EICAR}), "application/zip"),
         ],
     )
     row, _ = ecom_db.wait_stored(clean, timeout=60)
@@ -196,18 +184,7 @@ def ooxml(folder: str, content_type: str) -> bytes:
         f'content-types"><Override PartName="/{folder}/main.xml" ContentType="{content_type}"/>'
         "</Types>"
     )
-    return zipped_files({"[Content_Types].xml": types.encode(), f"{folder}/main.xml": b"<x/>"})
-
-
-def zipped_files(files: dict[str, bytes]) -> bytes:
-    import io
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
+    return zipped({"[Content_Types].xml": types.encode(), f"{folder}/main.xml": b"<x/>"})
 
 
 @pytest.mark.req("A3")
