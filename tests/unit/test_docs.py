@@ -1,5 +1,6 @@
-"""The operator documents hold together: END-SPEC.md has the review's six parts, and every
-relative link in docs/ and the README points at a file and a section that exist."""
+"""The operator documents hold together: END-SPEC.md has the review's six parts, every relative
+link in docs/ and the README points at a file and a section that exist, and every alert rule
+links its runbook section."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.unit
 
@@ -56,3 +58,23 @@ def test_relative_links_resolve(page):
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest.read_text("utf-8")):
             broken.append(f"{target}: no such section")
     assert not broken, f"{page.name}: {broken}"
+
+
+def _alert_rules() -> list[tuple[str, dict]]:
+    rules = []
+    for path in sorted((ROOT / "stack" / "config" / "prometheus" / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            rules += [(r["alert"], r) for r in group["rules"] if "alert" in r]
+    return rules
+
+
+@pytest.mark.req("D2", "M3")
+@pytest.mark.parametrize(("alert", "rule"), _alert_rules(), ids=[a for a, _ in _alert_rules()])
+def test_every_alert_links_its_runbook(alert, rule):
+    runbooks = ROOT / "docs" / "runbooks.md"
+    link = (rule.get("annotations") or {}).get("runbook", "")
+    page, _, anchor = link.partition("#")
+    assert page == "docs/runbooks.md" and anchor, f"{alert}: runbook annotation {link!r}"
+    sections = anchors(runbooks.read_text(encoding="utf-8"))
+    assert anchor in sections, f"{alert}: docs/runbooks.md has no section #{anchor}"
+    assert len(_alert_rules()) >= 10 and len(sections) > len(_alert_rules())
