@@ -314,14 +314,12 @@ class Worker:
             fingerprint, raw, raw_size = sha256_file(src), None, src.stat().st_size
             raw_path = self.spool.keep_raw(entry.spooled, fingerprint, now)
         why = f"processing failed on {entry.deliveries - 1} deliveries; stored raw, not parsed"
-        domain = cfg.smtp_from.rsplit("@", 1)[-1]
-        stem = hashlib.sha256(f"{entry.source}|{entry.source_id}".encode()).hexdigest()[:24]
         notice = OutboxRow(
             "notification",
             cfg.staff_address,
             SUBJECTS[cfg.profile]["unprocessed"].format(external_id=entry.external_id[:100]),
             f"{why}.\n\nexternal_id: {entry.external_id}\nraw size: {raw_size} bytes\n",
-            f"<notification.{stem}@{domain}>",
+            self._outbox_id("notification", entry),
         )
         mail = MailRow(
             source=entry.source,
@@ -430,6 +428,13 @@ class Worker:
             )
         return result
 
+    def _outbox_id(self, kind: str, entry: Entry) -> str:
+        """The Message-ID of an outbound mail: fixed per source mail and kind, so a resend after
+        a crash is recognisable as the same mail."""
+        domain = self.cfg.smtp_from.rsplit("@", 1)[-1]
+        stem = hashlib.sha256(f"{entry.source}|{entry.source_id}".encode()).hexdigest()[:24]
+        return f"<{kind}.{stem}@{domain}>"
+
     def _outbox(
         self,
         entry: Entry,
@@ -438,8 +443,6 @@ class Worker:
         head: bytes,
     ) -> list[OutboxRow]:
         cfg = self.cfg
-        domain = cfg.smtp_from.rsplit("@", 1)[-1]
-        stem = hashlib.sha256(f"{entry.source}|{entry.source_id}".encode()).hexdigest()[:24]
         texts = SUBJECTS[cfg.profile]
         subject = (parsed.subject or "(ohne Betreff)")[:150]
         rows = [
@@ -449,7 +452,7 @@ class Worker:
                 texts["notification"].format(category=result.category, subject=subject),
                 f"{result.summary}\n\nexternal_id: {entry.external_id}\n"
                 f"attachments: {len(parsed.attachments)}\n",
-                f"<notification.{stem}@{domain}>",
+                self._outbox_id("notification", entry),
             )
         ]
         if cfg.send_acknowledgement and not is_automatic(parsed, head, cfg):
@@ -459,7 +462,7 @@ class Worker:
                     parsed.sender,
                     texts["acknowledgement"],
                     BODIES[cfg.profile],
-                    f"<ack.{stem}@{domain}>",
+                    self._outbox_id("ack", entry),
                 )
             )
         return rows
