@@ -187,9 +187,7 @@ class Rotator:
             raise
         try:
             spec = spec_of(name)
-            path.chmod(0o600)
-            os.replace(staged, path)
-            path.chmod(0o400)
+            os.replace(staged, path)  # staged is 0400 already; only its owner is to change
             _chown(path, spec.uid, spec.gid)
             ensure(self.dir)  # re-derives every copy of the old value
         except Exception as exc:
