@@ -86,6 +86,12 @@ def resolve(
     if offline is None:
         offline = _truthy(dotenv.get(ENV_OFFLINE)) or False
     files = ["compose.yml"] + (["compose.offline.yml"] if offline else [])
+    # further overrides setup chose (compose.legacy-engine.yml on engines before 25)
+    files += [
+        f
+        for f in dotenv.get("COMPOSE_FILE", "").split(":")
+        if f and f not in ("compose.yml", "compose.offline.yml")
+    ]
     project = env.get(ENV_PROJECT) or dotenv.get("COMPOSE_PROJECT_NAME") or "stackcheck"
     teardown = option_teardown or bool(_truthy(env.get(ENV_TEARDOWN)))
     if mode is Mode.EXTERNAL and teardown:
