@@ -45,10 +45,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
-from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
+from mailer.addresses import parse_addresses
 from mailer.attachments import KIND_EXTENSIONS, detect_kind, sanitize_filename
 from mailer.spill import MARKER, NO_SEPARATOR, Spilled, spill
 
@@ -237,16 +238,11 @@ def _decode_unstructured(value: str) -> str:
 
 
 def _addresses(value: str) -> list[str]:
+    """Addresses of one header value, each entry parsed on its own (mailer.addresses)."""
     try:
-        pairs = getaddresses([_unfold(value)[:_MAX_HEADER_CHARS]])
+        return [_clean(a) for a in parse_addresses(value)]
     except Exception:
         return []
-    out = []
-    for _name, addr in pairs:
-        addr = _clean(addr.strip()).lower()
-        if _ADDRESS.fullmatch(addr):
-            out.append(addr)
-    return out
 
 
 def _message_id(value: str) -> str | None:

@@ -5,8 +5,6 @@ mail is marked done at its source (POP3 DELE, IMAP \\Seen) only once it is commi
 from __future__ import annotations
 
 import contextlib
-import email
-import email.policy
 import imaplib
 import io
 import logging
@@ -18,9 +16,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email.utils import getaddresses
 from typing import BinaryIO
 
+from mailer import addresses
 from mailer.spool import Spool
 
 log = logging.getLogger("mailer.source")
@@ -71,13 +69,9 @@ def _pop3_retr(conn: poplib.POP3, num: int, out: BinaryIO) -> int:
 
 
 def recipients_of(header_bytes: bytes) -> set[str]:
-    """Lower-cased addresses of every recipient header; tolerant of malformed headers."""
-    msg = email.message_from_bytes(header_bytes, policy=email.policy.compat32)
-    values = []
-    for h in RECIPIENT_HEADERS:
-        for v in msg.get_all(h) or []:
-            values.append(str(v))
-    return {addr.lower() for _name, addr in getaddresses(values) if "@" in addr}
+    """Lower-cased addresses of every recipient header. Each header entry is read on its own
+    (mailer.addresses): one malformed entry never hides the others, as getaddresses does."""
+    return set(addresses.addresses_of(addresses.header_values(header_bytes, RECIPIENT_HEADERS)))
 
 
 class _Bounded(OrderedDict):
