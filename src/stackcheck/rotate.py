@@ -34,7 +34,15 @@ from pathlib import Path
 from stackcheck import project_root
 from stackcheck.compose import Compose
 from stackcheck.mode import resolve
-from stackcheck.secretfiles import SPECS, SecretSpec, _chown, _read, _write, ensure
+from stackcheck.secretfiles import (
+    REDIS_MAILER_USERS,
+    SPECS,
+    SecretSpec,
+    _chown,
+    _read,
+    _write,
+    ensure,
+)
 
 # secret -> the PostgreSQL role whose password it is
 DB_ROLES = {
@@ -150,18 +158,22 @@ class Rotator:
                     )
                 )
             return f"PostgreSQL role {DB_ROLES[name]}: new SCRAM verifier"
-        if name == "redis_password":
+        if name == "redis_password" or name in REDIS_MAILER_USERS:
             import redis
 
             port = self.compose.port("redis", 6379)
             if not port:
                 raise ConnectionError("redis publishes no port: is the stack up? (./run up)")
-            r = redis.Redis(
-                host=port[0].host, port=port[0].port, password=self._value(name), socket_timeout=10
+            r = redis.Redis(  # as the administrator (default), whichever user is rotated
+                host=port[0].host,
+                port=port[0].port,
+                password=self._value("redis_password"),
+                socket_timeout=10,
             )
+            user = REDIS_MAILER_USERS.get(name, "default")
             digest = hashlib.sha256(new.encode()).hexdigest()
-            r.execute_command("ACL", "SETUSER", "default", "resetpass", f"#{digest}")
-            return "Redis user default: new password hash"
+            r.execute_command("ACL", "SETUSER", user, "resetpass", f"#{digest}")
+            return f"Redis user {user}: new password hash"
         if name == "grafana_admin_password":
             if "grafana" not in self.compose.services():
                 raise RotationRefused("grafana is not part of this stack (offline mode runs none)")

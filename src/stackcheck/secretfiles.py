@@ -31,10 +31,36 @@ def copy(*values: str) -> str:
     return values[0] + "\n"
 
 
-def redis_acl(password: str) -> str:
-    """An ACL file line for the default user that stores only the password's SHA-256."""
-    digest = hashlib.sha256(password.encode()).hexdigest()
-    return f"user default on sanitize-payload #{digest} ~* &* +@all\n"
+# What a mailer does with Redis (src/mailer/queue.py): its stream with a consumer group, and
+# guard keys, all under `mailer:<profile>:`. Nothing else: no other keys, no channels, no
+# KEYS/SCAN/FLUSHALL/CONFIG/ACL, so one mailer's credentials cannot read or wipe the other's mail.
+MAILER_REDIS_COMMANDS = (
+    "+ping +hello +auth +client|setinfo +multi +exec +discard "
+    "+get +set +del +exists +expire "
+    "+xadd +xreadgroup +xack +xdel +xautoclaim +xpending +xrange +xlen +xinfo|groups +xgroup|create"
+)
+# Redis ACL user per mailer secret (the mailers' REDIS_USER in compose.yml)
+REDIS_MAILER_USERS = {
+    "praxis_mailer_redis_password": "praxis",
+    "ecom_mailer_redis_password": "ecom",
+}
+
+
+def _sha(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def redis_acl(admin: str, praxis: str, ecom: str) -> str:
+    """The ACL file: `default` (the administrator: health check, suite, rotation) and one user
+    per mailer limited to its own key prefix and the commands it needs. Only SHA-256 hashes of
+    the passwords are stored."""
+    lines = [f"user default on sanitize-payload #{_sha(admin)} ~* &* +@all"]
+    for profile, password in (("praxis", praxis), ("ecom", ecom)):
+        lines.append(
+            f"user {profile} on sanitize-payload #{_sha(password)} resetkeys "
+            f"~mailer:{profile}:* resetchannels -@all {MAILER_REDIS_COMMANDS}"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def kms_key() -> str:
@@ -58,6 +84,8 @@ class SecretSpec:
     derive_from: str | tuple[str, ...] | None = None
     derive: Callable[..., str] = copy
     make: Callable[[], str] = random_password  # for secrets not derived from others
+    # a secret that must differ from this one: made anew where an older setup left a copy of it
+    distinct_from: str | None = None
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -81,7 +109,18 @@ SPECS: tuple[SecretSpec, ...] = (
     SecretSpec("ecom_db_password", POSTGRES_UID, POSTGRES_UID),
     SecretSpec("n8n_db_password", POSTGRES_UID, POSTGRES_UID),
     SecretSpec("redis_password", REDIS_UID, REDIS_UID),
-    SecretSpec("redis_acl", REDIS_UID, REDIS_UID, "redis_password", redis_acl),
+    # each mailer has its own Redis user (until 2026-12 both used copies of redis_password)
+    SecretSpec(
+        "praxis_mailer_redis_password", PRAXIS_UID, MAILER_GID, distinct_from="redis_password"
+    ),
+    SecretSpec("ecom_mailer_redis_password", ECOM_UID, MAILER_GID, distinct_from="redis_password"),
+    SecretSpec(
+        "redis_acl",
+        REDIS_UID,
+        REDIS_UID,
+        ("redis_password", "praxis_mailer_redis_password", "ecom_mailer_redis_password"),
+        redis_acl,
+    ),
     SecretSpec("praxis_pop3_password", PRAXIS_UID, MAILER_GID),
     SecretSpec("ecom_pop3_password", ECOM_UID, MAILER_GID),
     SecretSpec(
@@ -93,8 +132,6 @@ SPECS: tuple[SecretSpec, ...] = (
     ),
     SecretSpec("praxis_mailer_db_password", PRAXIS_UID, MAILER_GID, "praxis_db_password"),
     SecretSpec("ecom_mailer_db_password", ECOM_UID, MAILER_GID, "ecom_db_password"),
-    SecretSpec("praxis_mailer_redis_password", PRAXIS_UID, MAILER_GID, "redis_password"),
-    SecretSpec("ecom_mailer_redis_password", ECOM_UID, MAILER_GID, "redis_password"),
     SecretSpec("n8n_app_db_password", N8N_UID, N8N_UID, "n8n_db_password"),
     SecretSpec("backup_db_password", BACKUP_UID, BACKUP_UID, "postgres_password"),
     # monitoring: postgres-exporter's role (created by initdb/20-monitoring.sh), grafana's admin
@@ -173,7 +210,12 @@ def ensure(directory: Path, specs: tuple[SecretSpec, ...] = SPECS) -> list[str]:
                     path.chmod(0o600)
                 _write(path, content)
                 changed.append(f"{spec.name} (derived from {', '.join(spec.sources)})")
-        elif not path.exists():
+        elif not path.exists() or (
+            spec.distinct_from
+            and _read(path).strip() == _read(directory / spec.distinct_from).strip()
+        ):
+            if path.exists():
+                path.chmod(0o600)
             _write(path, spec.make())
             changed.append(spec.name)
         if path.stat().st_mode & 0o777 != 0o400:
@@ -184,13 +226,16 @@ def ensure(directory: Path, specs: tuple[SecretSpec, ...] = SPECS) -> list[str]:
 
 def main(argv: list[str]) -> int:
     directory = Path(argv[0]) if argv else project_root() / "stack" / "secrets"
+    from stackcheck import mailtls  # the mail CA and server certificate (issue 11)
+
     try:
         changed = ensure(directory)
+        changed += mailtls.ensure(directory)
     except (SecretSetupError, OSError) as exc:
         print(f"secrets: {exc}", file=sys.stderr)
         return 1
     print(
-        f"secrets in {directory}: {len(SPECS)} present"
+        f"secrets in {directory}: {len(SPECS) + len(mailtls.FILES)} present"
         + (f", created {', '.join(changed)}" if changed else ", none new")
     )
     return 0

@@ -126,8 +126,35 @@ def test_redis_password_rotation(stack, mail, praxis_db, ecom_db, sla):
         "S8",
         took,
         unit="s",
-        how="./run rotate redis_password: ACL hash set, ACL file and the mailers' copies "
-        "re-derived, redis and both mailers restarted; old password refused, both store mail",
+        how="./run rotate redis_password (the administrator, user default): ACL hash set, ACL "
+        "file re-derived, redis restarted; old password refused, both mailers still store mail",
+    )
+
+
+@pytest.mark.req("S8")
+def test_mailer_redis_password_rotation(stack, mail, praxis_db, ecom_db, sla):
+    """A mailer's own Redis user: the other mailer's user is untouched."""
+    old = stack.secret("ecom_mailer_redis_password", service="ecom-mailer")
+    proc, took = rotate(stack, "ecom_mailer_redis_password")
+    assert proc.returncode == 0, proc.stderr
+    new = stack.secret("ecom_mailer_redis_password", service="ecom-mailer")
+    assert new != old
+    port = stack.service("redis").port(6379)
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(
+            host=port.host, port=port.port, username="ecom", password=old, socket_timeout=10
+        ).ping()
+    assert redis.Redis(
+        host=port.host, port=port.port, username="ecom", password=new, socket_timeout=10
+    ).ping()
+    still_works(mail, ecom_db, "ecom")
+    still_works(mail, praxis_db, "praxis")
+    sla.record(
+        "S8",
+        took,
+        unit="s",
+        how="./run rotate ecom_mailer_redis_password: ACL SETUSER ecom, ACL file re-derived, "
+        "redis and ecom-mailer restarted; old password refused, both mailers store mail",
     )
 
 

@@ -36,14 +36,16 @@ def test_the_superuser_password_reaches_the_backup_job():
     assert plan("postgres_password", MODEL).services == ("backup",)
 
 
-def test_redis_password_follows_every_derived_copy():
+def test_redis_password_rewrites_the_acl_only():
+    # the mailers have Redis users of their own: the administrator's password is not theirs
     p = plan("redis_password", MODEL)
-    assert set(p.files) == {
-        "redis_password",
-        "redis_acl",
-        "praxis_mailer_redis_password",
-        "ecom_mailer_redis_password",
-    }
+    assert set(p.files) == {"redis_password", "redis_acl"}
+    assert p.services == ("redis",)
+
+
+def test_a_mailer_redis_password_is_rotated_for_its_own_user():
+    p = plan("ecom_mailer_redis_password", MODEL)
+    assert set(p.files) == {"ecom_mailer_redis_password", "redis_acl"}
     assert p.services == ("ecom-mailer", "redis")
 
 

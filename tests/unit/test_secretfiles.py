@@ -41,7 +41,10 @@ def test_ensure_creates_every_secret_mode_0400(tmp_path, specs):
         f"{s.name} (derived from {', '.join(s.sources)})" if s.sources else s.name for s in specs
     ]
     assert changed == expected
-    assert "redis_acl (derived from redis_password)" in changed
+    assert (
+        "redis_acl (derived from redis_password, praxis_mailer_redis_password, "
+        "ecom_mailer_redis_password)" in changed
+    )
     assert sorted(p.name for p in d.iterdir()) == sorted(names)  # no temp files left
     for name in names:
         path = d / name
@@ -95,14 +98,13 @@ def test_redis_acl_rederived_when_password_changes(tmp_path, specs):
 
     changed = ensure(d, specs)
 
-    # every secret derived from the redis password follows it: the ACL and the mailers' copies
-    assert changed == [
-        f"{s.name} (derived from redis_password)" for s in specs if s.sources == ("redis_password",)
-    ]
-    assert "redis_acl (derived from redis_password)" in changed
+    # only the ACL follows: the mailers have passwords of their own
+    assert [c.split(" ")[0] for c in changed] == ["redis_acl"]
     acl = (d / "redis_acl").read_text()
     assert acl != old_acl
-    assert acl == redis_acl("a-new-password")  # trailing newline of the file stripped
+    praxis = (d / "praxis_mailer_redis_password").read_text().strip()
+    ecom = (d / "ecom_mailer_redis_password").read_text().strip()
+    assert acl == redis_acl("a-new-password", praxis, ecom)  # trailing newline stripped
     assert (d / "redis_password").read_text() == "a-new-password\n"  # not regenerated
     assert mode(d / "redis_acl") == 0o400
     assert mode(d / "redis_password") == 0o400
@@ -112,13 +114,42 @@ def test_tampered_redis_acl_is_rederived(tmp_path, specs):
     d = tmp_path / "secrets"
     ensure(d, specs)
     rewrite(d / "redis_acl", "user default on nopass ~* +@all\n")
-    assert ensure(d, specs) == ["redis_acl (derived from redis_password)"]
-    assert (d / "redis_acl").read_text() == redis_acl((d / "redis_password").read_text())
+    assert [c.split(" ")[0] for c in ensure(d, specs)] == ["redis_acl"]
+    values = [
+        (d / n).read_text().strip()
+        for n in ("redis_password", "praxis_mailer_redis_password", "ecom_mailer_redis_password")
+    ]
+    assert (d / "redis_acl").read_text() == redis_acl(*values)
+
+
+def test_mailer_copies_of_the_admin_password_are_replaced(tmp_path, specs):
+    """Setups before per-mailer Redis users left copies of redis_password for the mailers."""
+    d = tmp_path / "secrets"
+    ensure(d, specs)
+    admin = (d / "redis_password").read_text()
+    rewrite(d / "praxis_mailer_redis_password", admin)
+    changed = ensure(d, specs)
+    assert changed[0] == "praxis_mailer_redis_password"
+    assert (d / "praxis_mailer_redis_password").read_text() != admin
+    assert mode(d / "praxis_mailer_redis_password") == 0o400
+
+
+def test_mailer_users_are_confined_to_their_prefix():
+    acl = redis_acl("admin-pw", "praxis-pw", "ecom-pw").splitlines()
+    assert acl[0].startswith("user default on ")
+    for line, profile, other in ((acl[1], "praxis", "ecom"), (acl[2], "ecom", "praxis")):
+        words = line.split()
+        assert words[:3] == ["user", profile, "on"]
+        assert f"~mailer:{profile}:*" in words and f"~mailer:{other}:*" not in words
+        assert "~*" not in words and "+@all" not in words and "-@all" in words
+        assert "resetkeys" in words and "resetchannels" in words
+        for forbidden in ("+flushall", "+flushdb", "+keys", "+scan", "+config", "+acl"):
+            assert forbidden not in words
 
 
 def test_redis_acl_stores_sha256_not_password():
     password = "s3cret-Passw0rd"
-    line = redis_acl(password)
+    line = redis_acl(password, "p", "e")
     digest = hashlib.sha256(password.encode()).hexdigest()
     assert f"#{digest}" in line
     assert password not in line
