@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mailer import metrics
 from mailer.config import Config
+from mailer.spool import sha256_file
 from mailer.store import Store
 
 log = logging.getLogger("mailer.housekeeping")
@@ -32,6 +33,8 @@ log = logging.getLogger("mailer.housekeeping")
 class Report:
     removed: dict[str, list[str]] = field(default_factory=dict)  # kind -> paths (relative)
     bytes_freed: int = 0
+    # stored attachment files that do not match their row: (path, "changed" | "missing")
+    integrity: list[tuple[str, str]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {kind: len(paths) for kind, paths in self.removed.items()}
@@ -60,6 +63,24 @@ def _expire(root: Path, kind: str, older_than: datetime, report: Report) -> None
                 os.rmdir(dirpath)  # only succeeds when empty
 
 
+def verify(cfg: Config, store: Store, report: Report) -> None:
+    """Every kept attachment file still has the bytes its row's sha256 names: a file replaced or
+    damaged on disk is reported (log and metric), never silently served as the mail's."""
+    for email_id, rel, sha in store.stored_files():
+        path = cfg.data_dir / rel
+        try:
+            problem = None if sha256_file(path) == sha else "changed"
+        except FileNotFoundError:
+            problem = "missing"
+        if problem:
+            report.integrity.append((rel, problem))
+            metrics.ATTACHMENT_INTEGRITY.labels(cfg.profile, problem).inc()
+            log.error(
+                "stored attachment does not match its record",
+                extra={"email_id": email_id, "path": rel, "problem": problem},
+            )
+
+
 def run_once(cfg: Config, store: Store | None, now: datetime | None = None) -> Report:
     now = now or datetime.now(UTC)
     report = Report()
@@ -70,13 +91,19 @@ def run_once(cfg: Config, store: Store | None, now: datetime | None = None) -> R
     paths = [p for ps in report.removed.values() for p in ps]
     if store is not None and paths:
         store.files_removed(paths)
+    if store is not None:
+        verify(cfg, store, report)
     for kind, n in report.counts().items():
         if n:
             metrics.HOUSEKEEPING_REMOVED.labels(cfg.profile, kind).inc(n)
     metrics.HOUSEKEEPING_LAST_RUN.labels(cfg.profile).set(time.time())
     log.info(
         "housekeeping done",
-        extra={"removed": report.counts(), "bytes_freed": report.bytes_freed},
+        extra={
+            "removed": report.counts(),
+            "bytes_freed": report.bytes_freed,
+            "integrity_failures": len(report.integrity),
+        },
     )
     return report
 

@@ -85,6 +85,12 @@ HOUSEKEEPING_REMOVED = Counter(
     ["profile", "kind"],
     registry=REGISTRY,
 )
+ATTACHMENT_INTEGRITY = Counter(
+    "attachment_integrity_failures_total",
+    "Stored attachment files whose content no longer matches their row's sha256, or missing",
+    ["profile", "problem"],
+    registry=REGISTRY,
+)
 HOUSEKEEPING_LAST_RUN = Gauge(
     "housekeeping_last_run_timestamp_seconds",
     "When the housekeeping last finished (Unix time)",

@@ -141,6 +141,23 @@ class Store:
             ).fetchone()
         return row is not None
 
+    def has_message_id(self, message_id: str) -> bool:
+        """A stored mail has this Message-ID: a new one with it is a duplicate, decided before
+        anything of it is scanned, classified or written."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM emails WHERE message_id = %s LIMIT 1", (message_id,)
+            ).fetchone()
+        return row is not None
+
+    def stored_files(self) -> list[tuple[int, str, str]]:
+        """(email id, storage path, sha256) of every attachment file still kept."""
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "SELECT email_id, storage_path, sha256 FROM attachments "
+                "WHERE storage_path IS NOT NULL AND file_removed_at IS NULL ORDER BY id"
+            ).fetchall()
+
     def known_source_ids(self, source: str, candidates: list[str]) -> set[str]:
         """Which of these source ids are already stored (or recorded as duplicates)."""
         if not candidates:

@@ -9,6 +9,7 @@ never stored twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -65,18 +66,14 @@ BODIES = {
 }
 
 
-def _write_atomic(path: Path, data: bytes | Path) -> None:
-    """Write beside the target and rename: a crash leaves no half file under the final name.
-    A spilled attachment (a file on the same volume) is synced and moved, not copied."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _staged(path: Path, data: bytes | Path) -> tuple[Path, bool]:
+    """The content as a synced file on the target's filesystem, and whether it is a copy made
+    here. A spilled attachment (a file on the same volume) is used as it is."""
     if isinstance(data, Path):
         with open(data, "rb+") as fh:
             os.fsync(fh.fileno())
-        try:
-            os.replace(data, path)
-            return
-        except OSError:  # another filesystem: copy below
-            pass
+        if data.stat().st_dev == path.parent.stat().st_dev:
+            return data, False
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         if isinstance(data, Path):
@@ -86,7 +83,32 @@ def _write_atomic(path: Path, data: bytes | Path) -> None:
             fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    return tmp, True
+
+
+def write_new(path: Path, data: bytes | Path, sha256: str) -> Path:
+    """Store a file under `path` without ever replacing one: a stored file is never overwritten.
+
+    The synced content gets its final name by link(2), which fails where the name exists (a
+    rename would replace it). An existing file with the same content is this mail's own (written
+    before a crash, processed again) and is reused; other content under the name (another mail
+    whose key sanitises to the same folder) makes this one `<stem>.<sha256[:12]><ext>`.
+    Returns the path used; a crash leaves no half file under a final name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    src, copied = _staged(path, data)
+    try:
+        for target in (path, path.with_name(f"{path.stem}.{sha256[:12]}{path.suffix}")):
+            try:
+                os.link(src, target)
+                return target
+            except FileExistsError:
+                if sha256_file(target) == sha256:
+                    return target
+        raise FileExistsError(f"{path.parent}: both names for {path.name} hold other content")
+    finally:
+        if copied or isinstance(data, Path):  # the spilled part is consumed, as a move would
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(src)
 
 
 def message_key(parsed: parsing.ParsedMail, fingerprint: str) -> str:
@@ -236,10 +258,16 @@ class Worker:
             raw, raw_size, head = None, src.stat().st_size, _head(src)
             raw_path = self.spool.keep_raw(entry.spooled, fingerprint, now)
         key = message_key(parsed, fingerprint)
-        rows = [self._attachment(i, a, key, now) for i, a in enumerate(parsed.attachments)]
-
-        result = self._classify(parsed)
-        status = "processed" if result.source == "ollama" else "processed_without_ai"
+        if parsed.message_id and self.store.has_message_id(parsed.message_id):
+            # decided before anything is scanned, classified or written: a mail reusing a stored
+            # Message-ID must never reach the first mail's attachment folder
+            rows = []
+            result = classify.Classification("duplicate", "", "rules", None, "not classified")
+            status = "duplicate"
+        else:
+            rows = [self._attachment(i, a, key, now) for i, a in enumerate(parsed.attachments)]
+            result = self._classify(parsed)
+            status = "processed" if result.source == "ollama" else "processed_without_ai"
         mail = MailRow(
             source=entry.source,
             source_id=entry.source_id,
@@ -264,7 +292,7 @@ class Worker:
             raw_size=raw_size,
             raw_path=raw_path,
             attachments=rows,
-            outbox=self._outbox(entry, parsed, result, head),
+            outbox=[] if status == "duplicate" else self._outbox(entry, parsed, result, head),
         )
         outcome, email_id = self.store.save(mail)
         self._done(entry)
@@ -385,7 +413,7 @@ class Worker:
             return row
         if scan.infected:
             path = attachments.quarantine_path(cfg.data_dir, key, f"{position}-{att.filename}")
-            _write_atomic(path, data)
+            path = write_new(path, data, att.sha256)
             row.virus_scan_status, row.virus_signature = "infected", scan.signature
             row.storage_path = str(path.relative_to(cfg.data_dir))
             log.warning(
@@ -403,7 +431,7 @@ class Worker:
             return row
         name = att.filename if position == 0 else f"{position}-{att.filename}"
         path = attachments.storage_path(cfg.data_dir, now, key, name)
-        _write_atomic(path, data)
+        path = write_new(path, data, att.sha256)
         row.kind, row.virus_scan_status = decision.kind, "clean"
         row.storage_path = str(path.relative_to(cfg.data_dir))
         return row
