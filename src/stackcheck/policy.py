@@ -170,6 +170,19 @@ def rule_logging(svc: Service) -> Problems:
     return [f"logging {k} {got[k]!r}, want {v!r}" for k, v in want.items() if got[k] != v]
 
 
+def rule_pull_policy_build(svc: Service) -> Problems:
+    """S10: an image built here is never pulled (`pull_policy: build`): `docker compose pull` and
+    `up` would otherwise ask a registry for our image name first, and whoever registered it there
+    would run with our secrets."""
+    if svc.get("build") and svc.get("pull_policy") != "build":
+        return [
+            f"builds {svc.get('image') or '(unnamed image)'} but pull_policy is "
+            f"{svc.get('pull_policy') or 'unset (missing: a registry is asked first)'!r}, "
+            "want 'build'"
+        ]
+    return []
+
+
 _PINNED = re.compile(r".+:(?!latest$)[^:/]*\d[^:/]*$|.+@sha256:[0-9a-f]{64}$")
 
 
@@ -211,6 +224,7 @@ RULES: tuple[Rule, ...] = (
     Rule("logging", "M6", rule_logging),
     Rule("image-pinned", "D5", rule_image_pinned),
     Rule("networks", "S3", rule_networks),
+    Rule("pull-policy-build", "S10", rule_pull_policy_build),
 )
 
 # (rule id, service) -> why the rule cannot hold for that service. Keep each reason specific.

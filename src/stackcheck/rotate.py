@@ -210,7 +210,7 @@ class Rotator:
         if steps.services:
             try:
                 self.compose.run("restart", *steps.services, timeout=300)
-                self.compose.run("up", "-d", "--wait", *steps.services, timeout=600)
+                self.compose.run("up", "-d", "--wait", "--no-build", *steps.services, timeout=600)
             except Exception as exc:
                 raise RotationError(
                     f"{done} and the files are written, but restarting "

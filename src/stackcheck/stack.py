@@ -139,6 +139,9 @@ class Stack:
             "up",
             "--detach",
             "--wait",
+            # setup built our images once per content; pull_policy build would rebuild them here
+            # (a new image id without setup's label: every container of ours recreated)
+            "--no-build",
             "--wait-timeout",
             str(int(timeout)),
             *services,

@@ -80,3 +80,27 @@ def test_no_secret_file_is_in_the_repository():
         check=True,
     ).stdout.split()
     assert not tracked, f"secret files tracked by git: {tracked}"
+
+
+@pytest.mark.req("S10")
+def test_pull_policy_rule_catches_a_built_image_without_it():
+    """The rule itself: a service that builds its image without `pull_policy: build` is caught,
+    whether the policy is missing (Compose then pulls first) or another value; an image we only
+    pull is not its business."""
+    built = {"image": "stackcheck/mailer:0.1.0", "build": {"context": "./images/mailer"}}
+    assert policy.rule_pull_policy_build(built)
+    assert policy.rule_pull_policy_build({**built, "pull_policy": "missing"})
+    assert policy.rule_pull_policy_build({**built, "pull_policy": "always"})
+    assert not policy.rule_pull_policy_build({**built, "pull_policy": "build"})
+    assert not policy.rule_pull_policy_build({"image": "postgres:18.6"})
+
+
+@pytest.mark.req("S10")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_built_image_is_built_not_pulled(variant):
+    """S10 over the whole merged file: the list of built images is not empty (so the per-service
+    rule above is not vacuous) and each of them has pull_policy build."""
+    services = merged(variant)["services"]
+    built = {n: s.get("pull_policy") for n, s in services.items() if s.get("build")}
+    assert {"praxis-mailer", "ecom-mailer", "backup"} <= set(built), built
+    assert all(p == "build" for p in built.values()), built
