@@ -78,14 +78,34 @@ class MailClient:
             msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
         return msg
 
+    def connect(self) -> smtplib.SMTP:
+        """An SMTP session ready to submit (the one place that knows how to log in)."""
+        host, port = self.locate()
+        return smtplib.SMTP(host, port, timeout=30)
+
     def send(self, msg: EmailMessage, smtp: smtplib.SMTP | None = None) -> Sent:
         if smtp is None:
-            host, port = self.locate()
-            with smtplib.SMTP(host, port, timeout=30) as conn:
+            with self.connect() as conn:
                 conn.send_message(msg)
         else:
             smtp.send_message(msg)
         return Sent(msg["Message-ID"].strip("<>"), msg["Subject"], time.monotonic())
+
+    def send_raw(
+        self,
+        recipient: str,
+        data: bytes,
+        *,
+        sender: str = "replay@stackcheck.test",
+        smtp: smtplib.SMTP | None = None,
+    ) -> None:
+        """Submit bytes as they are (a real mail, a hostile one): no re-serialisation by the
+        email package. SMTPUTF8/8BITMIME are whatever the server offers; its refusal raises."""
+        if smtp is None:
+            with self.connect() as conn:
+                conn.sendmail(sender, [recipient], data)
+        else:
+            smtp.sendmail(sender, [recipient], data)
 
     def mail(self, to: str, subject: str, body: str, **kw) -> Sent:
         return self.send(self.build(to, subject, body, **kw))
