@@ -148,6 +148,21 @@ class Pop3Reader:
         finally:
             conn.quit()
 
+    def delete_except(self, keep: set[str]) -> int:
+        """DELE every message whose uid is not in `keep` (what a run added), as a mail client
+        would; returns how many."""
+        conn = self._session()
+        try:
+            n = 0
+            for line in conn.uidl()[1]:
+                num, uid = line.decode("ascii", "replace").split(" ", 1)
+                if uid.strip() not in keep:
+                    conn.dele(int(num))
+                    n += 1
+            return n
+        finally:
+            conn.quit()
+
     def headers(self) -> list[email.message.Message]:
         """The header block of every message, parsed (values as sent, RFC 2047 not decoded)."""
         return [email.message_from_bytes(top) for top in self.tops().values()]
@@ -206,6 +221,23 @@ def mailer_metric(stack, service: str, name: str, labels: dict[str, str]) -> flo
             if all(part in got.split(",") for part in want.split(",") if part):
                 total += float(value)
     return total
+
+
+def peak_rss_mib(stack, service: str) -> float:
+    """Peak resident memory of the mailer process (PID 1) since it started (VmHWM)."""
+    res = stack.service(service).exec(["cat", "/proc/1/status"])
+    assert res.exit_code == 0, res.output
+    for line in res.output.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM in /proc/1/status of {service}")
+
+
+def restarts(stack, service: str) -> tuple[int, bool]:
+    """(restart count, OOM-killed) of a service's container: a crash shows in either."""
+    c = stack.service(service).container
+    c.reload()
+    return c.attrs["RestartCount"], c.attrs["State"]["OOMKilled"]
 
 
 class OllamaDouble:

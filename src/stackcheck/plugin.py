@@ -74,6 +74,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="reports",
         help="where sla-evidence.json and .html are written",
     )
+    g.addoption(
+        "--mail-corpus",
+        dest="stackcheck_mail_corpus",
+        default=None,
+        metavar="DIR",
+        help="a folder of real mails (one per file) to replay through the stack (RW1); also "
+        "$STACKCHECK_MAIL_CORPUS; default ../shared/corpus/realmail beside the checkout",
+    )
 
 
 def _path(config: pytest.Config, value: str) -> Path:

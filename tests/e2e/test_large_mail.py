@@ -16,28 +16,12 @@ import uuid
 
 import pytest
 
-from stackcheck.mailflow import PROFILES, mailer_metric, pdf_of_size
+from stackcheck.mailflow import PROFILES, mailer_metric, pdf_of_size, peak_rss_mib, restarts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs("mailpit", "praxis-mailer", "ecom-mailer")]
 
 MIB = 1024 * 1024
 MAILERS = {"praxis": "praxis-mailer", "ecom": "ecom-mailer"}
-
-
-def peak_rss_mib(stack, service: str) -> float:
-    """Peak resident memory of the mailer process (PID 1) since it started (VmHWM)."""
-    res = stack.service(service).exec(["cat", "/proc/1/status"])
-    assert res.exit_code == 0, res.output
-    for line in res.output.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmHWM in /proc/1/status of {service}")
-
-
-def restarts(stack, service: str) -> tuple[int, bool]:
-    c = stack.service(service).container
-    c.reload()
-    return c.attrs["RestartCount"], c.attrs["State"]["OOMKilled"]
 
 
 @pytest.mark.req("A2", "A4")
