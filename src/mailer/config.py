@@ -1,21 +1,32 @@
 """The mailer's configuration, read from environment variables (see Config for the names).
 
 Secrets are only ever read from files named by `*_FILE` variables (requirement S1): a plain
-`SOURCE_PASSWORD` (etc.) is refused. `load_config` checks everything and raises one ConfigError
-listing every problem; messages name variables and paths, never a secret value.
+`SOURCE_PASSWORD` (etc.) is refused. A password never travels unencrypted: plaintext IMAP/POP3,
+and SMTP AUTH without TLS, are refused unless ALLOW_PLAINTEXT_AUTH is set (the test stack only).
+`load_config` checks everything and raises one ConfigError listing every problem; messages name
+variables and paths, never a secret value.
 """
 
 from __future__ import annotations
 
 import re
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
 PROFILES = ("praxis", "ecom")
-SOURCE_PROTOCOLS = {"pop3": 110, "pop3s": 995, "imap": 143, "imaps": 993}
+# protocol -> (mail protocol, transport security, default port); imaps first: the safe choice
+SOURCE_PROTOCOLS = {
+    "imaps": ("imap", "tls", 993),
+    "imap+starttls": ("imap", "starttls", 143),
+    "pop3s": ("pop3", "tls", 995),
+    "pop3+starttls": ("pop3", "starttls", 110),
+    "imap": ("imap", "none", 143),
+    "pop3": ("pop3", "none", 110),
+}
 SMTP_SECURITY = {"none": 25, "starttls": 587, "tls": 465}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _MAX_SECRET_BYTES = 64 * 1024
@@ -56,6 +67,7 @@ class Config:
     redis_host: str
     redis_port: int
     redis_password: str = field(repr=False)
+    redis_user: str
     db_host: str
     db_port: int
     db_name: str
@@ -86,6 +98,21 @@ class Config:
     http_port: int
     log_level: str
     worker_id: str
+    allow_plaintext_auth: bool = False
+    mail_ca_file: Path | None = None
+
+    @property
+    def source_kind(self) -> str:
+        """`pop3` or `imap`."""
+        return SOURCE_PROTOCOLS[self.source_protocol][0]
+
+    @property
+    def source_security(self) -> str:
+        """`tls`, `starttls` or `none`."""
+        return SOURCE_PROTOCOLS[self.source_protocol][1]
+
+    def tls_context(self) -> ssl.SSLContext:
+        return tls_context(self.mail_ca_file)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for log scrubbing (scrub.setup_logging)."""
@@ -110,6 +137,16 @@ def describe(config: Config) -> dict[str, object]:
         else:
             out[f.name] = value
     return out
+
+
+def tls_context(ca_file: Path | str | None = None) -> ssl.SSLContext:
+    """Client TLS: certificates always verified and host names checked. With `ca_file` only that
+    bundle is trusted (our stack's own CA), else the system store."""
+    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
 class _Reader:
@@ -191,6 +228,9 @@ class _Reader:
         self.problems.append(f"{name}={value!r} is not a boolean (true/false, 1/0, yes/no)")
         return default
 
+    def problems_about(self, prefix: str) -> bool:
+        return any(p.startswith(prefix) for p in self.problems)
+
     def host(self, name: str) -> str:
         value = self.required(name)
         if value and not _HOST.fullmatch(value):
@@ -255,6 +295,41 @@ class _Reader:
         return text
 
 
+def _ca_file(r: _Reader) -> Path | None:
+    value = r.raw("MAIL_CA_FILE")
+    if value is None:
+        return None
+    try:
+        tls_context(value)
+    except FileNotFoundError:
+        r.problems.append(f"MAIL_CA_FILE: file {value} does not exist")
+        return None
+    except IsADirectoryError:
+        r.problems.append(f"MAIL_CA_FILE: {value} is a directory, not a PEM file")
+        return None
+    except PermissionError:
+        r.problems.append(f"MAIL_CA_FILE: file {value} is not readable (permission denied)")
+        return None
+    except (ssl.SSLError, OSError) as exc:
+        r.problems.append(f"MAIL_CA_FILE: file {value} holds no usable PEM certificate ({exc})")
+        return None
+    return Path(value)
+
+
+def _smtp_password(r: _Reader) -> str | None:
+    """SMTP_PASS_FILE (the review's name; Gmail: the same app password as the mailbox), or its
+    older name SMTP_PASSWORD_FILE. Both set is accepted only when they name the same file."""
+    new = r.secret("SMTP_PASS", required=False)
+    old = r.secret("SMTP_PASSWORD", required=False)
+    both = r.raw("SMTP_PASS_FILE"), r.raw("SMTP_PASSWORD_FILE")
+    if None not in both and both[0] != both[1]:
+        r.problems.append(
+            "SMTP_PASS_FILE and SMTP_PASSWORD_FILE name different files: set only SMTP_PASS_FILE "
+            "(SMTP_PASSWORD_FILE is its older name)"
+        )
+    return new if new is not None else old
+
+
 def _ollama_url(r: _Reader) -> str | None:
     value = r.raw("OLLAMA_URL")
     if value is None:
@@ -286,9 +361,16 @@ def load_config(env: Mapping[str, str]) -> Config:
     if "MAILER_ADDRESSES" in env and not addresses:
         r.problems.append("MAILER_ADDRESSES lists no address")
 
+    # the dev/test overlay only: lets a password cross the network unencrypted
+    allow_plaintext = r.flag("ALLOW_PLAINTEXT_AUTH", False)
     protocol = r.choice("SOURCE_PROTOCOL", tuple(SOURCE_PROTOCOLS))
+    if r.raw("SOURCE_PROTOCOL") and SOURCE_PROTOCOLS[protocol][1] == "none" and not allow_plaintext:
+        r.problems.append(
+            f"SOURCE_PROTOCOL={protocol} sends the mailbox password unencrypted: use {protocol}s "
+            f"or {protocol}+starttls (ALLOW_PLAINTEXT_AUTH=1 permits it, for a test stack only)"
+        )
     source_host = r.host("SOURCE_HOST")
-    source_port = r.port("SOURCE_PORT", SOURCE_PROTOCOLS[protocol])
+    source_port = r.port("SOURCE_PORT", SOURCE_PROTOCOLS[protocol][2])
     source_user = r.required("SOURCE_USER")
     source_password = r.secret("SOURCE_PASSWORD")
     source_mailbox = r.text("SOURCE_MAILBOX", "INBOX")
@@ -298,6 +380,7 @@ def load_config(env: Mapping[str, str]) -> Config:
     redis_host = r.host("REDIS_HOST")
     redis_port = r.port("REDIS_PORT", 6379)
     redis_password = r.secret("REDIS_PASSWORD")
+    redis_user = r.text("REDIS_USER", "default")  # the stack gives each profile its own user
 
     db_host = r.host("DB_HOST")
     db_port = r.port("DB_PORT", 5432)
@@ -319,9 +402,15 @@ def load_config(env: Mapping[str, str]) -> Config:
     smtp_security = r.choice("SMTP_SECURITY", tuple(SMTP_SECURITY), default="none")
     smtp_port = r.port("SMTP_PORT", SMTP_SECURITY[smtp_security])
     smtp_user = r.raw("SMTP_USER")
-    smtp_password = r.secret("SMTP_PASSWORD", required=False)
-    if (smtp_user is None) != (r.raw("SMTP_PASSWORD_FILE") is None):
-        r.problems.append("SMTP_USER and SMTP_PASSWORD_FILE must be set together (or neither)")
+    smtp_password = _smtp_password(r)
+    if (smtp_user is None) != (smtp_password is None) and not r.problems_about("SMTP_PASS"):
+        r.problems.append("SMTP_USER and SMTP_PASS_FILE must be set together (or neither)")
+    if smtp_user is not None and smtp_security == "none" and not allow_plaintext:
+        r.problems.append(
+            "SMTP_SECURITY=none with SMTP_USER set sends the SMTP password unencrypted: use "
+            "starttls or tls (ALLOW_PLAINTEXT_AUTH=1 permits it, for a test stack only)"
+        )
+    mail_ca_file = _ca_file(r)
     smtp_from = r.email("SMTP_FROM", r.required("SMTP_FROM"))
     staff_address = r.email("STAFF_ADDRESS", r.required("STAFF_ADDRESS"))
     send_acknowledgement = r.flag("SEND_ACKNOWLEDGEMENT", True)
@@ -361,6 +450,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         redis_host=redis_host,
         redis_port=redis_port,
         redis_password=redis_password or "",
+        redis_user=redis_user,
         db_host=db_host,
         db_port=db_port,
         db_name=db_name,
@@ -391,4 +481,6 @@ def load_config(env: Mapping[str, str]) -> Config:
         http_port=http_port,
         log_level=log_level,
         worker_id=worker_id,
+        allow_plaintext_auth=allow_plaintext,
+        mail_ca_file=mail_ca_file,
     )

@@ -97,3 +97,22 @@ HOUSEKEEPING_LAST_RUN = Gauge(
     ["profile"],
     registry=REGISTRY,
 )
+MAILBOX_FOREIGN = Counter(
+    "mailbox_foreign_total",
+    "Mails left unread in the mailbox: not addressed to this profile (counted once per process)",
+    ["profile"],
+    registry=REGISTRY,
+)
+FETCH_FAILURES = Counter(
+    "mailbox_fetch_failures_total",
+    "Failed attempts to fetch one mail from the mailbox",
+    ["profile"],
+    registry=REGISTRY,
+)
+FETCH_SKIPPED = Counter(
+    "mailbox_fetch_skipped_total",
+    "Mails given up on after failing to fetch repeatedly; left in the mailbox, retried after a "
+    "restart",
+    ["profile"],
+    registry=REGISTRY,
+)

@@ -1,9 +1,16 @@
-"""Sends the outbox: acknowledgements and staff notifications over SMTP (plain, STARTTLS or TLS),
-with bounded retries and backoff. Each row keeps one Message-ID, so a resend after a crash between
-sending and marking is recognisable as the same mail by any receiver."""
+"""Sends the outbox: acknowledgements and staff notifications over SMTP (implicit TLS, STARTTLS,
+or plain where the configuration allows it), with AUTH when a user is set, and retries with
+backoff. Each row keeps one Message-ID, so a resend after a crash between sending and marking is
+recognisable as the same mail by any receiver.
+
+A failure that is not the mail's own (server down, login refused, certificate not trusted)
+defers the whole pass with one log line and never uses up a row's attempts: a wrong password
+must not drop mail, nor cost one failed login per row. Only a server refusing this one mail
+counts towards MAX_ATTEMPTS."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import smtplib
 import ssl
@@ -17,6 +24,14 @@ from mailer.store import Store
 
 log = logging.getLogger("mailer.outbox")
 MAX_ATTEMPTS = 10
+
+
+class SmtpUnavailable(Exception):
+    """The SMTP server cannot take any mail now (down, login refused, TLS): no row's fault."""
+
+
+class SmtpTlsError(SmtpUnavailable):
+    """The server's certificate is not trusted, or it does not offer STARTTLS."""
 
 
 def backoff(attempts: int) -> float:
@@ -38,22 +53,85 @@ def build(cfg: Config, row: dict) -> EmailMessage:
 class SmtpSender:
     def __init__(self, cfg: Config, timeout: float = 30.0):
         self.cfg, self.timeout = cfg, timeout
+        self.name = f"{cfg.smtp_security}://{cfg.smtp_host}:{cfg.smtp_port}"
+
+    def _open(self) -> smtplib.SMTP:
+        """Connected, TLS in place, logged in; SmtpUnavailable otherwise."""
+        cfg = self.cfg
+        smtp: smtplib.SMTP | None = None
+        try:
+            ctx = cfg.tls_context()
+            if cfg.smtp_security == "tls":
+                smtp = smtplib.SMTP_SSL(
+                    cfg.smtp_host, cfg.smtp_port, timeout=self.timeout, context=ctx
+                )
+            else:
+                smtp = smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=self.timeout)
+            if cfg.smtp_security == "starttls":
+                try:
+                    smtp.starttls(context=ctx)
+                except smtplib.SMTPNotSupportedError as exc:
+                    raise SmtpTlsError(
+                        f"{self.name}: the server does not offer STARTTLS; not sending without TLS"
+                    ) from exc
+            if cfg.smtp_user and cfg.smtp_password:
+                try:
+                    smtp.login(cfg.smtp_user, cfg.smtp_password)
+                except smtplib.SMTPAuthenticationError as exc:
+                    raise SmtpUnavailable(
+                        f"{self.name}: login refused ({exc.smtp_code} "
+                        f"{_text(exc.smtp_error)}); check SMTP_USER and SMTP_PASS_FILE"
+                    ) from exc
+                except smtplib.SMTPNotSupportedError as exc:
+                    raise SmtpUnavailable(f"{self.name}: the server offers no AUTH") from exc
+            return smtp
+        except SmtpUnavailable:
+            _close(smtp)
+            raise
+        except ssl.SSLCertVerificationError as exc:
+            _close(smtp)
+            raise SmtpTlsError(
+                f"{self.name}: TLS certificate refused: {exc.verify_message or exc.reason} "
+                "(MAIL_CA_FILE names the CA to trust)"
+            ) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            _close(smtp)
+            raise SmtpUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+
+    def check(self) -> None:
+        """Connect, TLS, log in, quit (start-up check)."""
+        smtp = self._open()
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            _close(smtp)
 
     def send(self, msg: EmailMessage) -> None:
-        cfg = self.cfg
-        ctx = ssl.create_default_context()
-        if cfg.smtp_security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                cfg.smtp_host, cfg.smtp_port, timeout=self.timeout, context=ctx
-            )
-        else:
-            smtp = smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=self.timeout)
-        with smtp:
-            if cfg.smtp_security == "starttls":
-                smtp.starttls(context=ctx)
-            if cfg.smtp_user and cfg.smtp_password:
-                smtp.login(cfg.smtp_user, cfg.smtp_password)
+        """SmtpUnavailable when no mail could go now; smtplib's errors for this mail's own."""
+        smtp = self._open()
+        try:
             smtp.send_message(msg)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise SmtpUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code == 421:  # service closing (rate limit, shutdown): not this mail's
+                raise SmtpUnavailable(f"{self.name}: 421 {_text(exc.smtp_error)}") from exc
+            raise
+        finally:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                _close(smtp)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _close(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        with contextlib.suppress(OSError):
+            smtp.close()
 
 
 class OutboxWorker:
@@ -63,9 +141,12 @@ class OutboxWorker:
 
     def run_once(self) -> int:
         rows = self.store.claim_outbox()
-        for row in rows:
+        for i, row in enumerate(rows):
             try:
                 self.sender.send(build(self.cfg, row))
+            except SmtpUnavailable as exc:
+                self._defer(rows[i:], exc)
+                return 0  # nothing went: the loop waits before the next pass
             except (OSError, smtplib.SMTPException) as exc:
                 final = row["attempts"] >= MAX_ATTEMPTS
                 retry = None if final else backoff(row["attempts"])
@@ -87,6 +168,19 @@ class OutboxWorker:
             metrics.SMTP_RESULTS.labels(self.cfg.profile, row["kind"], "sent").inc()
             log.info("outbound mail sent", extra={"kind": row["kind"], "attempt": row["attempts"]})
         return len(rows)
+
+    def _defer(self, rows: list[dict], exc: SmtpUnavailable) -> None:
+        """The server took nothing: every claimed row waits with its backoff, none is dropped."""
+        delays = []
+        for row in rows:
+            retry = backoff(row["attempts"])
+            delays.append(retry)
+            self.store.outbox_failed(row["id"], str(exc), retry)
+            metrics.SMTP_RESULTS.labels(self.cfg.profile, row["kind"], "retry").inc()
+        log.warning(
+            "outbound mail waits: SMTP server not usable",
+            extra={"rows": len(rows), "retry_in_s": min(delays), "error": str(exc)},
+        )
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         while not stop.is_set():

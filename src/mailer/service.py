@@ -1,8 +1,13 @@
 """The mailer process: configuration check, bounded connection retries, then four threads
-(fetcher, worker, outbox sender, HTTP for /healthz, /readyz and /metrics) until SIGTERM.
+(fetcher, worker, outbox sender, housekeeping) and the HTTP server for /healthz, /readyz and
+/metrics until SIGTERM.
 
 Exit codes (X2): 0 clean shutdown (the mail in hand is finished first), 1 configuration error,
-2 a dependency still unreachable after bounded retries at start.
+2 a dependency still unreachable after bounded retries at start, or at once when retrying cannot
+help (a mail server's certificate not trusted, STARTTLS not offered).
+
+The HTTP server answers each connection in its own thread with a read timeout: a peer that opens
+a connection and sends nothing must not hold up the health checks (three failed ones restart us).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import contextlib
 import json
 import logging
 import signal
+import socketserver
 import sys
 import threading
 import time
@@ -25,10 +31,10 @@ from prometheus_client import make_wsgi_app
 from mailer import clamd, classify, metrics
 from mailer.config import Config, ConfigError, describe, load_config
 from mailer.housekeeping import Housekeeper
-from mailer.outbox import OutboxWorker
+from mailer.outbox import OutboxWorker, SmtpSender, SmtpTlsError, SmtpUnavailable
 from mailer.queue import MailQueue
 from mailer.scrub import setup_logging
-from mailer.sources import ImapSource, Pop3Source, SourceError
+from mailer.sources import ImapSource, MailFetchError, Pop3Source, SourceError, _Bounded
 from mailer.spool import Spool
 from mailer.store import Store, conninfo
 from mailer.worker import Worker
@@ -36,6 +42,9 @@ from mailer.worker import Worker
 log = logging.getLogger("mailer")
 
 EXIT_OK, EXIT_CONFIG, EXIT_CONNECTION = 0, 1, 2
+FETCH_ATTEMPTS = 3  # a mail that failed to fetch this often is skipped until a restart
+HTTP_TIMEOUT = 5.0  # seconds an HTTP connection may stay silent
+HTTP_MAX_CONNECTIONS = 64  # beyond this, new connections are closed at once
 
 
 def _retry(
@@ -46,6 +55,9 @@ def _retry(
             fn()
             return True
         except Exception as exc:
+            if getattr(exc, "permanent", False):
+                log.error(f"{what} refused: {exc}; retrying cannot help, exiting with code 2")
+                return False
             log.warning(
                 f"{what} unreachable",
                 extra={"attempt": attempt, "of": attempts, "error": f"{type(exc).__name__}: {exc}"},
@@ -57,22 +69,59 @@ def _retry(
 
 
 class Fetcher:
+    """Polls the mailbox and queues our new mails. A mail whose fetch fails FETCH_ATTEMPTS times
+    is skipped from then on (until a restart) and left in the mailbox, so it never blocks the
+    mails behind it; mails not addressed to us are counted and logged once."""
+
     def __init__(self, cfg: Config, source, queue: MailQueue, store: Store):
         self.cfg, self.source, self.queue, self.store = cfg, source, queue, store
         self.last_ok: float | None = None
+        self.fetch_failures: dict[str, int] = {}
+        self.skipped = _Bounded()
+        for counter in (metrics.MAILBOX_FOREIGN, metrics.FETCH_FAILURES, metrics.FETCH_SKIPPED):
+            counter.labels(cfg.profile)  # the series exists (at 0) before the first event
 
     def known(self, ids: list[str]) -> set[str]:
-        return self.store.known_source_ids(self.source.name, ids) | self.queue.enqueued(
-            self.source.name, ids
+        skipped = {i for i in ids if i in self.skipped}
+        rest = [i for i in ids if i not in skipped]
+        return (
+            skipped
+            | self.store.known_source_ids(self.source.name, rest)
+            | self.queue.enqueued(self.source.name, rest)
         )
 
     def committed(self, ids: list[str]) -> set[str]:
         return self.store.known_source_ids(self.source.name, ids)
 
+    def foreign(self, source_id: str) -> None:
+        """A mail left unread: not addressed to this profile (the source reports each once)."""
+        metrics.MAILBOX_FOREIGN.labels(self.cfg.profile).inc()
+        log.info("mail left in the mailbox: not addressed to us", extra={"uid": source_id})
+
+    def fetch_failed(self, exc: MailFetchError) -> None:
+        uid = exc.source_id
+        count = self.fetch_failures.get(uid, 0) + 1
+        metrics.FETCH_FAILURES.labels(self.cfg.profile).inc()
+        if count < FETCH_ATTEMPTS:
+            self.fetch_failures[uid] = count
+            log.warning(
+                "fetching a mail failed; it is tried again",
+                extra={"uid": uid, "attempt": count, "of": FETCH_ATTEMPTS, "error": str(exc)},
+            )
+            return
+        self.fetch_failures.pop(uid, None)
+        self.skipped.add(uid)
+        metrics.FETCH_SKIPPED.labels(self.cfg.profile).inc()
+        log.error(
+            "mail could not be fetched; skipped until the mailer restarts, left in the mailbox",
+            extra={"uid": uid, "attempts": count, "error": str(exc)},
+        )
+
     def poll_once(self) -> int:
         added = 0
         delete = self.committed if self.cfg.delete_after_store else None
-        for mail in self.source.poll(self.known, delete):
+        for mail in self.source.poll(self.known, delete, self.foreign):
+            self.fetch_failures.pop(mail.source_id, None)
             if self.queue.enqueue(
                 self.source.name, mail.source_id, mail.external_id, mail.raw, mail.spooled
             ):
@@ -95,6 +144,11 @@ class Fetcher:
                 self.last_ok = time.monotonic()
                 metrics.MAILBOX_UP.labels(self.cfg.profile).set(1)
                 failures = 0
+            except MailFetchError as exc:
+                # the mailbox answers; one mail failed: counted, and tried again soon
+                self.fetch_failed(exc)
+                stop.wait(self.cfg.poll_seconds)
+                continue
             except (
                 SourceError,
                 redis.RedisError,
@@ -157,9 +211,47 @@ def make_app(ready: Callable[[], dict[str, bool]], alive: Callable[[], bool]):
     return app
 
 
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """One daemon thread per connection, at most HTTP_MAX_CONNECTIONS at once."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *args, max_connections: int = HTTP_MAX_CONNECTIONS, **kw):
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(*args, **kw)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # a flood: refused, never queued behind idle peers
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def serve_http(app, port: int, host: str = "0.0.0.0", *, timeout: float = HTTP_TIMEOUT):
+    """The HTTP server (not yet serving: call serve_forever in a thread)."""
+    handler = type("_Handler", (_QuietHandler,), {"timeout": timeout})
+    return make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=handler)
+
+
 def build_source(cfg: Config, spool: Spool | None = None):
-    kw = dict(tls=cfg.source_protocol.endswith("s"), addresses=cfg.addresses, spool=spool)
-    if cfg.source_protocol.startswith("pop3"):
+    kw = dict(
+        security=cfg.source_security,
+        context=cfg.tls_context(),
+        addresses=cfg.addresses,
+        spool=spool,
+    )
+    if cfg.source_kind == "pop3":
         return Pop3Source(
             cfg.source_host, cfg.source_port, cfg.source_user, cfg.source_password, **kw
         )
@@ -171,6 +263,20 @@ def build_source(cfg: Config, spool: Spool | None = None):
         mailbox=cfg.source_mailbox,
         **kw,
     )
+
+
+def check_smtp(sender: SmtpSender) -> bool:
+    """One connection to the SMTP server at start. An untrusted certificate or a missing
+    STARTTLS is fatal (False: exit code 2); a server that is down or a refused login is logged
+    and the outbox retries its rows with backoff."""
+    try:
+        sender.check()
+    except SmtpTlsError as exc:
+        log.error(f"SMTP server refused: {exc}; retrying cannot help, exiting with code 2")
+        return False
+    except SmtpUnavailable as exc:
+        log.warning("SMTP server not usable yet: outbound mail waits", extra={"error": str(exc)})
+    return True
 
 
 def housekeeping_main(env=None) -> int:
@@ -243,6 +349,7 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
     r = redis.Redis(
         host=cfg.redis_host,
         port=cfg.redis_port,
+        username=cfg.redis_user,
         password=cfg.redis_password,
         socket_timeout=10,
         socket_connect_timeout=5,
@@ -271,6 +378,8 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
             if stop.is_set():
                 return EXIT_OK
             return EXIT_CONNECTION
+    if not check_smtp(SmtpSender(cfg, timeout=10.0)):
+        return EXIT_CONNECTION
     spool.clear_work()
     swept = spool.sweep(queue.spooled_names())
     if swept:
@@ -314,9 +423,7 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
             redis_ok = False
         return {"postgres": store.ping(), "redis": redis_ok, "mailbox": recent, "threads": alive()}
 
-    server: WSGIServer = make_server(
-        "0.0.0.0", cfg.http_port, make_app(ready, alive), handler_class=_QuietHandler
-    )
+    server = serve_http(make_app(ready, alive), cfg.http_port)
     http = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     http.start()
     for t in threads.values():

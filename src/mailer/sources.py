@@ -1,10 +1,16 @@
 """Mail sources: POP3 with UIDL tracking (Mailpit in the test stack), IMAP with UIDVALIDITY and
 IDLE (Gmail in production). A source only reads; what is stored is decided by the database, and a
-mail is marked done at its source (POP3 DELE, IMAP \\Seen) only once it is committed there."""
+mail is marked done at its source (POP3 DELE, IMAP \\Seen) only once it is committed there.
+
+Transport: implicit TLS or STARTTLS with a verified certificate; plaintext only where the
+configuration allows it. STARTTLS that the server does not offer is an error, never a silent
+fallback. No reply line has a small length limit: one odd mail must not stop a mailbox, so a
+failure while fetching one mail names it (MailFetchError) and the fetcher gives up on it."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import imaplib
 import io
 import logging
@@ -29,6 +35,35 @@ RECIPIENT_HEADERS = ("to", "cc", "delivered-to", "x-original-to", "envelope-to")
 class SourceError(Exception):
     """The mailbox could not be reached or refused us (login, protocol)."""
 
+    permanent = False  # True: retrying cannot help (start-up gives up at once, exit code 2)
+
+
+class SourceTlsError(SourceError):
+    """The server's certificate is not trusted, or STARTTLS is not offered: a configuration or
+    an attack, not an outage."""
+
+    permanent = True
+
+
+class MailFetchError(SourceError):
+    """Fetching one mail failed; `source_id` names it, so the fetcher can count per mail."""
+
+    def __init__(self, message: str, source_id: str):
+        super().__init__(message)
+        self.source_id = source_id
+
+
+def _tls_problem(name: str, exc: ssl.SSLCertVerificationError) -> SourceTlsError:
+    return SourceTlsError(
+        f"{name}: TLS certificate refused: {exc.verify_message or exc.reason} "
+        "(MAIL_CA_FILE names the CA to trust)"
+    )
+
+
+def _blames_mail(exc: BaseException) -> bool:
+    """A failure while a mail was in hand counts against it, unless it is our own disk's."""
+    return not (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS))
+
 
 @dataclass(frozen=True)
 class Fetched:
@@ -44,28 +79,48 @@ class Fetched:
 
 _LINE_CHUNK = 64 * 1024
 _IMAP_CHUNK = 4 * 1024 * 1024
+HEADER_LIMIT = 1024 * 1024  # header bytes kept to find the recipients; the rest is read, dropped
+# imaplib refuses reply lines over 1,000,000 bytes, and `UID SEARCH ALL` of a Gmail inbox with
+# some 120,000 mails is one such line. Bounded, but far above any real mailbox.
+IMAP_MAX_LINE = 64 * 1024 * 1024
 
 
-def _pop3_retr(conn: poplib.POP3, num: int, out: BinaryIO) -> int:
-    """RETR streamed into `out`, dot-unstuffed, line ends as sent; returns the bytes written.
+def _pop3_multiline(conn: poplib.POP3, command: str, out: BinaryIO, limit: int | None) -> int:
+    """A multi-line answer streamed into `out`, dot-unstuffed, line ends as sent; past `limit`
+    bytes the rest is read and dropped. Returns the bytes written.
 
-    poplib's retr() keeps the whole mail as a list of lines and refuses lines over 2048 bytes
-    (one such line would stop the mailbox forever); this reads in bounded pieces instead."""
-    conn._putcmd(f"RETR {num}")
+    poplib keeps whole answers as lists of lines and refuses lines over 2048 bytes (one such
+    line in one mail would stop the mailbox forever); this reads in bounded pieces instead."""
+    conn._putcmd(command)
     conn._getresp()  # raises error_proto on -ERR
     written, at_line_start = 0, True
     while True:
         piece = conn.file.readline(_LINE_CHUNK)
         if not piece:
-            raise poplib.error_proto("connection closed during RETR")
+            raise poplib.error_proto(f"connection closed during {command.split()[0]}")
         if at_line_start:
             if piece in (b".\r\n", b".\n"):
                 return written
             if piece.startswith(b".."):
                 piece = piece[1:]
-        out.write(piece)
-        written += len(piece)
         at_line_start = piece.endswith(b"\n")
+        if limit is not None and written + len(piece) > limit:
+            piece = piece[: max(limit - written, 0)]
+        if piece:
+            out.write(piece)
+            written += len(piece)
+
+
+def _pop3_retr(conn: poplib.POP3, num: int, out: BinaryIO) -> int:
+    """RETR streamed into `out` (see _pop3_multiline)."""
+    return _pop3_multiline(conn, f"RETR {num}", out, None)
+
+
+def _pop3_top(conn: poplib.POP3, num: int, limit: int | None = None) -> bytes:
+    """The header block (TOP n 0), at most `limit` (default HEADER_LIMIT) bytes of it."""
+    buf = io.BytesIO()
+    _pop3_multiline(conn, f"TOP {num} 0", buf, HEADER_LIMIT if limit is None else limit)
+    return buf.getvalue()
 
 
 def recipients_of(header_bytes: bytes) -> set[str]:
@@ -88,6 +143,13 @@ class _Bounded(OrderedDict):
             self.popitem(last=False)
 
 
+def _source_name(kind: str, security: str, host: str, port: int) -> str:
+    """The source's name is the key of its mails in the database and the queue: it names the
+    mailbox, not how we reach it, so switching pop3 to pop3+starttls on the same port does not
+    fetch every mail again (implicit TLS keeps its `s` scheme, as it always had)."""
+    return f"{kind}{'s' if security == 'tls' else ''}://{host}:{port}"
+
+
 class Pop3Source:
     """Mailpit's POP3 lists every captured message (all recipients, newest 100) with its message
     ID as the UIDL: we take only mail addressed to our own addresses and leave the rest alone."""
@@ -99,29 +161,55 @@ class Pop3Source:
         user: str,
         password: str,
         *,
-        tls: bool,
+        security: str = "tls",
+        context: ssl.SSLContext | None = None,
         addresses: tuple[str, ...],
         timeout: float = 30.0,
         spool: Spool | None = None,
     ):
+        if security not in ("tls", "starttls", "none"):
+            raise ValueError(f"security={security!r}")
         self.host, self.port, self.user, self._password = host, port, user, password
-        self.tls, self.addresses, self.timeout = tls, set(addresses), timeout
+        self.security, self.addresses, self.timeout = security, set(addresses), timeout
+        self.context = context
         self.spool = spool
-        self.name = f"{'pop3s' if tls else 'pop3'}://{host}:{port}"
+        self.name = _source_name("pop3", security, host, port)
         self._foreign = _Bounded()
 
     def _connect(self) -> poplib.POP3:
+        conn = None
         try:
-            if self.tls:
-                conn = poplib.POP3_SSL(
-                    self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
-                )
+            ctx = self.context or ssl.create_default_context()
+            if self.security == "tls":
+                conn = poplib.POP3_SSL(self.host, self.port, timeout=self.timeout, context=ctx)
             else:
                 conn = poplib.POP3(self.host, self.port, timeout=self.timeout)
-            conn.user(self.user)
-            conn.pass_(self._password)
+            if self.security == "starttls":
+                try:
+                    conn.stls(ctx)
+                except poplib.error_proto as exc:
+                    raise SourceTlsError(
+                        f"{self.name}: the server does not offer STARTTLS (STLS: {exc}); "
+                        "not logging in without TLS"
+                    ) from exc
+            try:
+                conn.user(self.user)
+                conn.pass_(self._password)
+            except poplib.error_proto as exc:
+                raise SourceError(
+                    f"{self.name}: login refused ({exc}); check SOURCE_USER and "
+                    "SOURCE_PASSWORD_FILE"
+                ) from exc
             return conn
+        except SourceError:
+            if conn is not None:
+                conn.close()
+            raise
+        except ssl.SSLCertVerificationError as exc:
+            raise _tls_problem(self.name, exc) from exc
         except (OSError, poplib.error_proto) as exc:
+            if conn is not None:
+                conn.close()
             raise SourceError(f"{self.name}: {exc}") from exc
 
     def check(self) -> None:
@@ -132,9 +220,11 @@ class Pop3Source:
         self,
         known: Callable[[list[str]], set[str]],
         delete: Callable[[list[str]], set[str]] | None = None,
+        foreign: Callable[[str], None] | None = None,
     ) -> Iterator[Fetched]:
         """Yield our mails whose UIDL `known` does not report; DELE those `delete` reports as
-        committed (only when deletion is configured)."""
+        committed (only when deletion is configured); `foreign` hears of each mail left unread
+        as not ours, once. A failure with a mail in hand raises MailFetchError naming it."""
         conn = self._connect()
         try:
             listing = []
@@ -154,19 +244,20 @@ class Pop3Source:
                     continue
                 if uid in skip or uid in self._foreign:
                     continue
-                headers = b"\r\n".join(conn.top(num, 0)[1])
-                if not (recipients_of(headers) & self.addresses):
+                try:
+                    mail = self._fetch(conn, num, uid, sizes.get(num, 0))
+                except Exception as exc:
+                    if not _blames_mail(exc):
+                        raise
+                    raise MailFetchError(f"{self.name}: mail {uid}: {exc}", uid) from exc
+                if mail is None:
                     self._foreign.add(uid)
+                    if foreign is not None:
+                        foreign(uid)
                     continue
-                if self.spool is not None and sizes.get(num, 0) > self.spool.threshold:
-                    with self.spool.writer(self.name, uid) as (name, fh):
-                        size = _pop3_retr(conn, num, fh)
-                    yield Fetched(uid, uid, b"", size, name)
-                else:
-                    buf = io.BytesIO()
-                    _pop3_retr(conn, num, buf)
-                    raw = buf.getvalue()
-                    yield Fetched(uid, uid, raw, len(raw))
+                yield mail
+        except SourceError:
+            raise
         except (OSError, poplib.error_proto) as exc:
             raise SourceError(f"{self.name}: {exc}") from exc
         finally:
@@ -175,9 +266,40 @@ class Pop3Source:
             except (OSError, poplib.error_proto):
                 conn.close()
 
+    def _fetch(self, conn: poplib.POP3, num: int, uid: str, size: int) -> Fetched | None:
+        """One mail, or None when it is not addressed to us."""
+        if not (recipients_of(_pop3_top(conn, num)) & self.addresses):
+            return None
+        if self.spool is not None and size > self.spool.threshold:
+            with self.spool.writer(self.name, uid) as (name, fh):
+                written = _pop3_retr(conn, num, fh)
+            return Fetched(uid, uid, b"", written, name)
+        buf = io.BytesIO()
+        _pop3_retr(conn, num, buf)
+        raw = buf.getvalue()
+        return Fetched(uid, uid, raw, len(raw))
+
 
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _RFC822_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+
+
+class _LongLines:
+    """imaplib's readline with IMAP_MAX_LINE instead of its 1,000,000-byte limit."""
+
+    def readline(self) -> bytes:
+        line = self.file.readline(IMAP_MAX_LINE + 1)
+        if len(line) > IMAP_MAX_LINE:
+            raise imaplib.IMAP4.error(f"got more than {IMAP_MAX_LINE} bytes in one line")
+        return line
+
+
+class _IMAP4(_LongLines, imaplib.IMAP4):
+    pass
+
+
+class _IMAP4_SSL(_LongLines, imaplib.IMAP4_SSL):
+    pass
 
 
 class ImapSource:
@@ -191,34 +313,58 @@ class ImapSource:
         user: str,
         password: str,
         *,
-        tls: bool,
+        security: str = "tls",
+        context: ssl.SSLContext | None = None,
         addresses: tuple[str, ...],
         mailbox: str = "INBOX",
         timeout: float = 30.0,
         idle_seconds: float = 290.0,
         spool: Spool | None = None,
     ):
+        if security not in ("tls", "starttls", "none"):
+            raise ValueError(f"security={security!r}")
         self.spool = spool
         self.host, self.port, self.user, self._password = host, port, user, password
-        self.tls, self.addresses, self.mailbox = tls, set(addresses), mailbox
+        self.security, self.addresses, self.mailbox = security, set(addresses), mailbox
+        self.context = context
         self.timeout, self.idle_seconds = timeout, idle_seconds
-        self.name = f"{'imaps' if tls else 'imap'}://{host}:{port}/{mailbox}"
+        self.name = f"{_source_name('imap', security, host, port)}/{mailbox}"
         self._foreign = _Bounded()
         self._conn: imaplib.IMAP4 | None = None
         self.uidvalidity: str | None = None
 
+    def _open(self) -> imaplib.IMAP4:
+        """Connected, TLS in place, not yet logged in."""
+        ctx = self.context or ssl.create_default_context()
+        if self.security == "tls":
+            return _IMAP4_SSL(self.host, self.port, timeout=self.timeout, ssl_context=ctx)
+        conn = _IMAP4(self.host, self.port, timeout=self.timeout)
+        if self.security == "starttls":
+            try:
+                conn.starttls(ssl_context=ctx)
+            except imaplib.IMAP4.error as exc:
+                with contextlib.suppress(OSError):
+                    conn.shutdown()
+                raise SourceTlsError(
+                    f"{self.name}: the server does not offer STARTTLS ({exc}); "
+                    "not logging in without TLS"
+                ) from exc
+        return conn
+
     def _connect(self) -> imaplib.IMAP4:
         try:
-            if self.tls:
-                conn = imaplib.IMAP4_SSL(
-                    self.host,
-                    self.port,
-                    timeout=self.timeout,
-                    ssl_context=ssl.create_default_context(),
-                )
-            else:
-                conn = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
-            conn.login(self.user, self._password)
+            conn = self._open()
+            try:
+                conn.login(self.user, self._password)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as exc:
+                with contextlib.suppress(OSError):
+                    conn.shutdown()
+                raise SourceError(
+                    f"{self.name}: login refused ({exc}); check SOURCE_USER and "
+                    "SOURCE_PASSWORD_FILE"
+                ) from exc
             typ, _ = conn.select(self.mailbox)
             if typ != "OK":
                 raise SourceError(f"{self.name}: cannot select {self.mailbox}")
@@ -239,6 +385,8 @@ class ImapSource:
                 )
             self.uidvalidity = validity
             return conn
+        except ssl.SSLCertVerificationError as exc:
+            raise _tls_problem(self.name, exc) from exc
         except (OSError, imaplib.IMAP4.error) as exc:
             raise SourceError(f"{self.name}: {exc}") from exc
 
@@ -263,7 +411,9 @@ class ImapSource:
         self,
         known: Callable[[list[str]], set[str]],
         delete: Callable[[list[str]], set[str]] | None = None,
+        foreign: Callable[[str], None] | None = None,
     ) -> Iterator[Fetched]:
+        """As Pop3Source.poll, with `<UIDVALIDITY>:<UID>` as the mail's id."""
         try:
             conn = self._ensure()
             conn.noop()  # refreshes EXISTS and detects a dead connection
@@ -279,31 +429,53 @@ class ImapSource:
             for sid, uid in sids.items():
                 if sid in skip:
                     continue
-                typ, data = conn.uid(
-                    "FETCH",
-                    uid,
-                    "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS "
-                    "(TO CC DELIVERED-TO X-ORIGINAL-TO ENVELOPE-TO)])",
-                )
-                headers = b"".join(p[1] for p in data if isinstance(p, tuple))
-                if not (recipients_of(headers) & self.addresses):
+                try:
+                    mail = self._fetch(conn, sid, uid)
+                except Exception as exc:
+                    if isinstance(exc, OSError | imaplib.IMAP4.abort):
+                        self.close()  # the connection is in an unknown state
+                    if not _blames_mail(exc):
+                        raise
+                    raise MailFetchError(f"{self.name}: mail {sid}: {exc}", sid) from exc
+                if mail is False:
                     self._foreign.add(sid)
+                    if foreign is not None:
+                        foreign(sid)
                     continue
-                m = _RFC822_SIZE.search(b" ".join(p[0] for p in data if isinstance(p, tuple)))
-                size = int(m.group(1)) if m else 0
-                if self.spool is not None and size > self.spool.threshold:
-                    with self.spool.writer(self.name, sid) as (name, fh):
-                        got = self._fetch_partial(conn, uid, fh)
-                    if got:
-                        yield Fetched(sid, sid, b"", got, name)
-                    continue
-                typ, data = conn.uid("FETCH", uid, "(BODY.PEEK[])")
-                raw = b"".join(p[1] for p in data if isinstance(p, tuple))
-                if typ == "OK" and raw:
-                    yield Fetched(sid, sid, raw, len(raw))
+                if mail is not None:
+                    yield mail
+        except SourceError:
+            raise
         except (OSError, imaplib.IMAP4.error) as exc:
             self.close()
             raise SourceError(f"{self.name}: {exc}") from exc
+
+    def _fetch(self, conn: imaplib.IMAP4, sid: str, uid: str) -> Fetched | bool | None:
+        """One mail; False when it is not addressed to us; None when it vanished meanwhile."""
+        typ, data = conn.uid(
+            "FETCH",
+            uid,
+            "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (TO CC DELIVERED-TO X-ORIGINAL-TO ENVELOPE-TO)])",
+        )
+        if typ != "OK":
+            raise SourceError(f"header FETCH failed: {typ} {data!r:.200}")
+        parts = [p for p in data if isinstance(p, tuple)]
+        if not parts:
+            return None  # expunged since SEARCH
+        headers = b"".join(p[1] for p in parts)[:HEADER_LIMIT]
+        if not (recipients_of(headers) & self.addresses):
+            return False
+        m = _RFC822_SIZE.search(b" ".join(p[0] for p in parts))
+        size = int(m.group(1)) if m else 0
+        if self.spool is not None and size > self.spool.threshold:
+            with self.spool.writer(self.name, sid) as (name, fh):
+                got = self._fetch_partial(conn, uid, fh)
+            return Fetched(sid, sid, b"", got, name) if got else None
+        typ, data = conn.uid("FETCH", uid, "(BODY.PEEK[])")
+        if typ != "OK":
+            raise SourceError(f"FETCH failed: {typ} {data!r:.200}")
+        raw = b"".join(p[1] for p in data if isinstance(p, tuple))
+        return Fetched(sid, sid, raw, len(raw)) if raw else None
 
     def _fetch_partial(self, conn: imaplib.IMAP4, uid: str, out: BinaryIO) -> int:
         """The whole message in pieces of 4 MiB (RFC 3501 partial fetch): imaplib would

@@ -90,13 +90,148 @@ def test_minimal_config_and_defaults(env):
 
 
 @pytest.mark.parametrize(
-    ("protocol", "port"), [("pop3", 110), ("pop3s", 995), ("imap", 143), ("IMAPS", 993)]
+    ("protocol", "port", "kind", "security"),
+    [
+        ("pop3s", 995, "pop3", "tls"),
+        ("pop3+starttls", 110, "pop3", "starttls"),
+        ("IMAPS", 993, "imap", "tls"),
+        ("imap+STARTTLS", 143, "imap", "starttls"),
+        ("pop3", 110, "pop3", "none"),
+        ("imap", 143, "imap", "none"),
+    ],
 )
-def test_source_port_defaults_by_protocol(env, protocol, port):
+def test_source_port_defaults_by_protocol(env, protocol, port, kind, security):
     env["SOURCE_PROTOCOL"] = protocol
+    env["ALLOW_PLAINTEXT_AUTH"] = "1"
     cfg = load_config(env)
     assert cfg.source_port == port
     assert cfg.source_protocol == protocol.lower()
+    assert (cfg.source_kind, cfg.source_security) == (kind, security)
+
+
+@pytest.mark.parametrize("protocol", ["pop3", "imap"])
+def test_plaintext_source_is_refused_unless_allowed(env, protocol):
+    env["SOURCE_PROTOCOL"] = protocol
+    found = problems(env)
+    assert found == [
+        f"SOURCE_PROTOCOL={protocol} sends the mailbox password unencrypted: use {protocol}s or "
+        f"{protocol}+starttls (ALLOW_PLAINTEXT_AUTH=1 permits it, for a test stack only)"
+    ]
+    env["ALLOW_PLAINTEXT_AUTH"] = "0"
+    assert problems(env) == found
+    env["ALLOW_PLAINTEXT_AUTH"] = "1"
+    assert load_config(env).allow_plaintext_auth is True
+
+
+def test_smtp_auth_without_tls_is_refused_unless_allowed(env, secrets_dir):
+    env.update({"SMTP_USER": "mailer", "SMTP_PASS_FILE": str(secrets_dir / "smtp")})
+    found = problems(env)  # SMTP_SECURITY defaults to none
+    assert len(found) == 1 and found[0].startswith(
+        "SMTP_SECURITY=none with SMTP_USER set sends the SMTP password unencrypted"
+    )
+    env["ALLOW_PLAINTEXT_AUTH"] = "yes"
+    assert load_config(env).smtp_password == SMTP_PW
+    del env["ALLOW_PLAINTEXT_AUTH"]
+    for security in ("starttls", "tls"):
+        env["SMTP_SECURITY"] = security
+        assert load_config(env).smtp_user == "mailer"
+
+
+def test_smtp_without_login_may_be_plain(env):
+    env["SMTP_SECURITY"] = "none"  # no password crosses the network: no switch needed
+    assert load_config(env).smtp_security == "none"
+
+
+def test_smtp_pass_file_and_its_older_name(env, secrets_dir):
+    env.update({"SMTP_USER": "mailer", "SMTP_SECURITY": "tls"})
+    env["SMTP_PASS_FILE"] = str(secrets_dir / "smtp")
+    assert load_config(env).smtp_password == SMTP_PW
+    env["SMTP_PASSWORD_FILE"] = str(secrets_dir / "smtp")  # the same file: accepted
+    assert load_config(env).smtp_password == SMTP_PW
+    del env["SMTP_PASS_FILE"]
+    assert load_config(env).smtp_password == SMTP_PW  # the older name alone
+    env["SMTP_PASS_FILE"] = str(secrets_dir / "db")
+    assert any(
+        p.startswith("SMTP_PASS_FILE and SMTP_PASSWORD_FILE name different files")
+        for p in problems(env)
+    )
+
+
+def test_plain_smtp_pass_is_refused(env):
+    env["SMTP_PASS"] = "leaked-value"
+    found = problems(env)
+    assert any(p.startswith("SMTP_PASS is not accepted") for p in found)
+    assert "leaked-value" not in str(found)
+
+
+def test_mail_ca_file(env, tmp_path):
+    import ssl
+
+    assert load_config(env).mail_ca_file is None  # the system store
+    ca = tmp_path / "ca.pem"
+    ca.write_text(ssl.DER_cert_to_PEM_cert(_any_ca_der()))
+    env["MAIL_CA_FILE"] = str(ca)
+    cfg = load_config(env)
+    assert cfg.mail_ca_file == ca
+    ctx = cfg.tls_context()
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert ctx.cert_store_stats()["x509_ca"] == 1  # that CA and nothing else
+    assert describe(cfg)["mail_ca_file"] == str(ca)
+
+
+def _any_ca_der() -> bytes:
+    """A CA certificate to load: one from the system store, else a throwaway one."""
+    import ssl
+
+    certs = ssl.create_default_context().get_ca_certs(binary_form=True)
+    if certs:
+        return certs[0]
+    pytest.importorskip("cryptography")
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("", "holds no usable PEM certificate"),
+        ("not a certificate\n", "holds no usable PEM certificate"),
+    ],
+)
+def test_unusable_mail_ca_file(env, tmp_path, content, message):
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_text(content)
+    env["MAIL_CA_FILE"] = str(path)
+    found = problems(env)
+    assert len(found) == 1 and found[0].startswith(f"MAIL_CA_FILE: file {path} {message}"), found
+
+
+def test_mail_ca_file_is_a_directory(env, tmp_path):
+    env["MAIL_CA_FILE"] = str(tmp_path)
+    found = problems(env)
+    assert len(found) == 1 and found[0].startswith("MAIL_CA_FILE: "), found
 
 
 @pytest.mark.parametrize(("security", "port"), [("none", 25), ("starttls", 587), ("tls", 465)])
@@ -126,7 +261,7 @@ def test_every_setting_can_be_overridden(env, secrets_dir):
             "SMTP_PORT": "1025",
             "SMTP_SECURITY": "STARTTLS",
             "SMTP_USER": "mailer",
-            "SMTP_PASSWORD_FILE": str(secrets_dir / "smtp"),
+            "SMTP_PASS_FILE": str(secrets_dir / "smtp"),
             "SEND_ACKNOWLEDGEMENT": "0",
             "DATA_DIR": "/srv/data",
             "MAX_ATTACHMENT_MB": "10",
@@ -344,12 +479,14 @@ def test_secret_keeps_inner_and_leading_whitespace(env, tmp_path):
     assert load_config(env).db_password == " pass word "
 
 
-def test_smtp_user_and_password_file_go_together(env, secrets_dir):
+@pytest.mark.parametrize("password_var", ["SMTP_PASS_FILE", "SMTP_PASSWORD_FILE"])
+def test_smtp_user_and_password_file_go_together(env, secrets_dir, password_var):
+    env["SMTP_SECURITY"] = "starttls"
     env["SMTP_USER"] = "mailer"
-    assert any("SMTP_USER and SMTP_PASSWORD_FILE" in p for p in problems(env))
+    assert any("SMTP_USER and SMTP_PASS_FILE must be set together" in p for p in problems(env))
     del env["SMTP_USER"]
-    env["SMTP_PASSWORD_FILE"] = str(secrets_dir / "smtp")
-    assert any("SMTP_USER and SMTP_PASSWORD_FILE" in p for p in problems(env))
+    env[password_var] = str(secrets_dir / "smtp")
+    assert any("SMTP_USER and SMTP_PASS_FILE must be set together" in p for p in problems(env))
 
 
 def test_problems_never_contain_secret_values(env, secrets_dir, tmp_path):
@@ -371,7 +508,8 @@ def test_problems_never_contain_secret_values(env, secrets_dir, tmp_path):
 
 def test_secrets_and_describe(env, secrets_dir):
     env["SMTP_USER"] = "mailer"
-    env["SMTP_PASSWORD_FILE"] = str(secrets_dir / "smtp")
+    env["SMTP_SECURITY"] = "tls"
+    env["SMTP_PASS_FILE"] = str(secrets_dir / "smtp")
     cfg = load_config(env)
     assert set(cfg.secrets()) == {SOURCE_PW, REDIS_PW, DB_PW, SMTP_PW}
     summary = describe(cfg)
