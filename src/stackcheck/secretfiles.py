@@ -34,8 +34,10 @@ def copy(*values: str) -> str:
 # What a mailer does with Redis (src/mailer/queue.py): its stream with a consumer group, and
 # guard keys, all under `mailer:<profile>:`. Nothing else: no other keys, no channels, no
 # KEYS/SCAN/FLUSHALL/CONFIG/ACL, so one mailer's credentials cannot read or wipe the other's mail.
+# (No `client|setinfo`: Redis 7.0 refuses to start on a subcommand it does not know; redis-py
+# ignores the refusal of the library name it sends.)
 MAILER_REDIS_COMMANDS = (
-    "+ping +hello +auth +client|setinfo +multi +exec +discard "
+    "+ping +hello +auth +multi +exec +discard "
     "+get +set +del +exists +expire "
     "+xadd +xreadgroup +xack +xdel +xautoclaim +xpending +xrange +xlen +xinfo|groups +xgroup|create"
 )
@@ -73,6 +75,12 @@ def kms_key() -> str:
 def mailpit_auth(praxis: str, ecom: str) -> str:
     """Mailpit's MP_POP3_AUTH_FILE: one `user:password` entry per mailer."""
     return f"praxis:{praxis}\necom:{ecom}\n"
+
+
+def mailpit_smtp_auth(praxis: str, ecom: str, alertmanager: str) -> str:
+    """Mailpit's MP_SMTP_AUTH_FILE: the mailers with their mailbox passwords (one password for
+    reading and sending, as Gmail's app password), and Alertmanager, which may only send."""
+    return mailpit_auth(praxis, ecom) + f"alertmanager:{alertmanager}\n"
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,15 @@ SPECS: tuple[SecretSpec, ...] = (
         MAILPIT_UID,
         ("praxis_pop3_password", "ecom_pop3_password"),
         mailpit_auth,
+    ),
+    # SMTP submission needs TLS and AUTH (issue 11): Alertmanager's own password
+    SecretSpec("alertmanager_smtp_password", NOBODY_UID, NOBODY_UID),
+    SecretSpec(
+        "mailpit_smtp_auth",
+        MAILPIT_UID,
+        MAILPIT_UID,
+        ("praxis_pop3_password", "ecom_pop3_password", "alertmanager_smtp_password"),
+        mailpit_smtp_auth,
     ),
     SecretSpec("praxis_mailer_db_password", PRAXIS_UID, MAILER_GID, "praxis_db_password"),
     SecretSpec("ecom_mailer_db_password", ECOM_UID, MAILER_GID, "ecom_db_password"),
