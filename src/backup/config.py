@@ -40,6 +40,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "PGUSER": ("postgres", "a superuser: pg_dumpall --globals-only reads pg_authid"),
     "PGCONNECT_TIMEOUT": ("10", "seconds to wait for a connection"),
     "TMPDIR": ("/tmp", "the temporary .pgpass (mode 0600) and tool output; a tmpfs"),
+    "PGPASSFILE": (
+        "",
+        "serve: at start, a .pgpass at this path (mode 0600) for an operator's "
+        "`docker compose exec backup pg_dump ...`; on a tmpfs; empty: none",
+    ),
 }
 
 
@@ -60,6 +65,7 @@ class Config:
     pguser: str
     connect_timeout: int
     tmp_dir: Path
+    session_pgpass: Path | None = None  # PGPASSFILE: written by serve for operators' tools
 
     def password(self) -> str:
         """The database password, read from its file when needed (never logged)."""
@@ -148,6 +154,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         pguser=_get(env, "PGUSER"),
         connect_timeout=int(number("PGCONNECT_TIMEOUT", int, minimum=1)),
         tmp_dir=Path(_get(env, "TMPDIR")),
+        session_pgpass=Path(_get(env, "PGPASSFILE")) if _get(env, "PGPASSFILE") else None,
     )
     if problems:
         raise ConfigError(

@@ -34,6 +34,26 @@ def pgpass_line(user: str, password: str) -> str:
     return f"*:*:*:{esc(user)}:{esc(password)}\n"
 
 
+def write_session_pgpass(cfg: Config) -> Path | None:
+    """The operator's .pgpass (T3): with PGPASSFILE set, `serve` writes the password there at start
+    (mode 0600, owned by this uid; compose puts it on the /tmp tmpfs, so it never reaches a disk or
+    outlives the container), and a `docker compose exec backup pg_dump ...` finds it through the
+    same PGPASSFILE in the container's environment, which holds only the path. Replaced atomically,
+    so a restart after a rotation (./run rotate backup_db_password) writes the new value."""
+    path = cfg.session_pgpass
+    if path is None:
+        return None
+    line = pgpass_line(cfg.pguser, cfg.password())
+    try:
+        fd, name = tempfile.mkstemp(prefix=".pgpass-", dir=path.parent)  # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(line)
+        os.replace(name, path)
+    except OSError as exc:
+        raise from_os_error(exc, f"writing PGPASSFILE {path}") from exc
+    return path
+
+
 def _tail(text: str, lines: int = 6) -> str:
     kept = [ln.strip() for ln in text.strip().splitlines() if ln.strip()][-lines:]
     return " | ".join(kept) or "(no message)"

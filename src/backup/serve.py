@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from backup import logs, runlog
 from backup.config import Config
 from backup.metrics import Metrics
+from backup.pgtools import write_session_pgpass
 from backup.run import run_backup
 from backup.schedule import due_at_start, next_run
 
@@ -71,6 +72,8 @@ def make_handler(metrics: Metrics, state: State, stale_after: float):
 def serve(cfg: Config) -> int:
     cfg.password()  # fail fast (S6): a missing secret stops the service at start, not at 02:30
     logs.info("database password loaded", file=str(cfg.password_file))
+    if write_session_pgpass(cfg):  # T3: an operator's pg_dump in this container needs no password
+        logs.info("password file for operators written", pgpassfile=str(cfg.session_pgpass))
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

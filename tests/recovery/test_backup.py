@@ -18,6 +18,7 @@ are logged as such in its backup.log, including one deliberate failure (B1).
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 import uuid
@@ -294,6 +295,52 @@ def test_run_dumps_every_database_verified_logged_and_private(stack, sla, seeded
         "B5",
         f"{len(files)} files, owner uid {UID}, no world bits",
         how="stat of every file in the backups volume after a run (dumps 0640, log 0640)",
+    )
+
+
+# T3 as the review types it: the operator's pg_dump inside the container asks for no password
+REVIEW_T3 = (
+    'exec backup bash -c "pg_dump -h postgres -U \\$POSTGRES_USER \\$POSTGRES_DB | head -5" '
+    '| grep -q "PostgreSQL" && echo "PASS: Backup working" || echo "FAIL: Backup broken"'
+)
+
+
+@pytest.mark.req("T3", "S1")
+def test_review_t3_pg_dump_in_the_backup_container_needs_no_password(stack, sla):
+    """The review's line, typed into a shell on the host (`docker compose` with this suite's
+    project and files instead of the bare command): pg_dump finds the password in the .pgpass
+    that `serve` wrote at start (PGPASSFILE), on the /tmp tmpfs, mode 0600, owned by the backup
+    uid; the environment holds only the file's path."""
+    compose = shlex.join(stack.compose.argv())
+    start = time.monotonic()
+    proc = subprocess.run(
+        ["bash", "-c", f"{compose} {REVIEW_T3}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=stack.config.stack_dir,
+    )
+    took = time.monotonic() - start
+    assert proc.stdout.strip() == "PASS: Backup working", proc.stdout + proc.stderr
+    svc = stack.service("backup")
+    env = svc.exec(["sh", "-c", 'echo "$PGPASSFILE|$POSTGRES_USER|$POSTGRES_DB|${PGPASSWORD-}"'])
+    pgpassfile, user, db, pgpassword = env.output.strip().split("|")
+    assert (user, pgpassword) == ("postgres", ""), env.output
+    head = svc.exec(["bash", "-c", "pg_dump -h postgres -U $POSTGRES_USER $POSTGRES_DB | head -5"])
+    assert "-- PostgreSQL database dump" in head.output, head.output
+    stat = svc.exec(["stat", "-c", "%u %a %F", pgpassfile]).output.strip()
+    assert stat == f"{UID} 600 regular file", f"{pgpassfile}: {stat}"
+    mounts = svc.exec(["sh", "-c", "awk '$2 == \"/tmp\" {print $3}' /proc/mounts"]).output
+    assert mounts.strip() == "tmpfs", f"/tmp is {mounts.strip()!r}, not a tmpfs"
+    secret = stack.secret(SECRET, service="backup")
+    assert secret not in json.dumps(svc.container.attrs), "the password is in docker inspect"
+    environ = svc.exec(["sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"]).output
+    assert secret not in environ, "the password is in the environment of PID 1"
+    sla.record(
+        "T3",
+        f"review's line: PASS in {took:.1f} s, database {db}",
+        how=f"bash -c '{compose} {REVIEW_T3}' on the host; PGPASSFILE {pgpassfile} "
+        f"({stat}, tmpfs), the password not in docker inspect or /proc/1/environ",
     )
 
 

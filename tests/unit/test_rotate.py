@@ -20,7 +20,8 @@ MODEL = {
         "ecom-mailer": {"secrets": [{"source": "ecom_mailer_redis_password"}]},
         "redis": {"secrets": [{"source": "redis_password"}, {"source": "redis_acl"}]},
         "backup": {"secrets": [{"source": "backup_db_password"}]},
-        "mailpit": {"secrets": [{"source": "mailpit_pop3_auth"}]},
+        "mailpit": {"secrets": [{"source": "mailpit_pop3_auth"}, {"source": "mailpit_smtp_auth"}]},
+        "alertmanager": {"secrets": [{"source": "alertmanager_smtp_password"}]},
         "prometheus": {},
     }
 }
@@ -50,9 +51,16 @@ def test_a_mailer_redis_password_is_rotated_for_its_own_user():
 
 
 def test_a_mail_password_restarts_the_mail_server_with_its_auth_file():
+    # one password for reading and sending (issue 11): both of the mail server's auth files
     p = plan("praxis_pop3_password", MODEL)
-    assert p.files == ("praxis_pop3_password", "mailpit_pop3_auth")
+    assert p.files == ("praxis_pop3_password", "mailpit_pop3_auth", "mailpit_smtp_auth")
     assert p.services == ("mailpit",)
+
+
+def test_alertmanagers_smtp_password_restarts_it_and_the_mail_server():
+    p = plan("alertmanager_smtp_password", MODEL)
+    assert p.files == ("alertmanager_smtp_password", "mailpit_smtp_auth")
+    assert p.services == ("alertmanager", "mailpit")
 
 
 @pytest.mark.parametrize(

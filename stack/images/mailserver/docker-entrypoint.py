@@ -7,6 +7,12 @@
    {SHA}, {SSHA}, bcrypt $2a$/$2b$/$2y$, $1$, $5$, $6$; Apache's $apr1$ Dovecot cannot check).
    The entries become Dovecot's passwd-file on the /run/dovecot tmpfs, plain passwords as salted
    SSHA512, mode 0600. Only the number of users is logged, never a name or a password.
+1b. TLS (issue 11): with MP_POP3_TLS_CERT and MP_POP3_TLS_KEY (Mailpit's variables, readable PEM
+   files, else exit 1 naming them) Dovecot requires TLS: POP3 1110 implicit TLS (as Mailpit's
+   POP3 with a certificate), POP3 1111 with STLS, IMAP 1143 with STARTTLS, IMAPS 1993; plaintext
+   authentication before TLS is refused. Without them: POP3 1110 and IMAP 1143 in plain text.
+   Written as /run/dovecot/tls.conf, which dovecot.conf includes. SMTP's TLS and authentication
+   (MP_SMTP_*) are mailserver-smtpd's.
 2. Make sure the catch-all Maildir exists and is writable: `maildir` beside Mailpit's database,
    i.e. in the directory of MP_DATABASE (a file, or a directory as Mailpit also allows), so the
    mail lands on whatever volume the stack gives Mailpit; /data/maildir when MP_DATABASE is unset.
@@ -35,6 +41,7 @@ PROG = "mailserver"
 UID = GID = 1025
 DEFAULT_MAILDIR = "/data/maildir"
 PASSWD_FILE = "/run/dovecot/mailserver-users"
+TLS_CONF = "/run/dovecot/tls.conf"
 STOP_TIMEOUT = 8  # seconds for the children after SIGTERM, below Docker's default 10 s
 
 # scheme prefixes of htpasswd hashes Mailpit (go-htpasswd) accepts, as Dovecot schemes
@@ -136,6 +143,65 @@ def write_passwd_file(users: dict[str, str], maildir: str) -> None:
             f"owned by {UID}:{GID}"
         )
     say(f"loaded {len(users)} POP3/IMAP user(s) from MP_POP3_AUTH_FILE")
+
+
+def tls_files() -> tuple[str, str] | None:
+    """(cert, key) from MP_POP3_TLS_CERT/MP_POP3_TLS_KEY, both readable; None when neither."""
+    cert = os.environ.get("MP_POP3_TLS_CERT", "").strip()
+    key = os.environ.get("MP_POP3_TLS_KEY", "").strip()
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        die("set both MP_POP3_TLS_CERT and MP_POP3_TLS_KEY, or neither")
+    for var, path in (("MP_POP3_TLS_CERT", cert), ("MP_POP3_TLS_KEY", key)):
+        if any(c in path for c in '\n"<') or not path.startswith("/"):
+            die(f"{var}={path} must be an absolute path")
+        try:
+            with open(path, "rb") as f:
+                if b"-----BEGIN " not in f.read():
+                    die(f"{var}={path} is not a PEM file")
+        except OSError as e:
+            die(f"{var}={path} is missing or unreadable ({e.strerror})")
+    return cert, key
+
+
+def write_tls_conf(tls: tuple[str, str] | None) -> None:
+    if tls is None:
+        body = (
+            "ssl = no\n"
+            "disable_plaintext_auth = no\n"
+            "service pop3-login {\n  chroot =\n"
+            "  inet_listener pop3 {\n    port = 1110\n  }\n"
+            "  inet_listener pop3s {\n    port = 0\n  }\n}\n"
+            "service imap-login {\n  chroot =\n"
+            "  inet_listener imap {\n    port = 1143\n  }\n"
+            "  inet_listener imaps {\n    port = 0\n  }\n}\n"
+        )
+    else:
+        cert, key = tls
+        body = (
+            "ssl = required\n"
+            f"ssl_cert = <{cert}\n"
+            f"ssl_key = <{key}\n"
+            "ssl_min_protocol = TLSv1.2\n"
+            "disable_plaintext_auth = yes\n"
+            "service pop3-login {\n  chroot =\n"
+            "  inet_listener pop3 {\n    port = 1111\n  }\n"
+            "  inet_listener pop3s {\n    port = 1110\n    ssl = yes\n  }\n}\n"
+            "service imap-login {\n  chroot =\n"
+            "  inet_listener imap {\n    port = 1143\n  }\n"
+            "  inet_listener imaps {\n    port = 1993\n    ssl = yes\n  }\n}\n"
+        )
+    try:
+        with open(TLS_CONF, "w", encoding="utf-8") as f:
+            f.write(body)
+    except OSError as e:
+        die(f"cannot write {TLS_CONF} ({e.strerror})")
+    say(
+        "POP3 1110 implicit TLS, POP3 1111 STLS, IMAP 1143 STARTTLS, IMAPS 1993: TLS required"
+        if tls
+        else "POP3 1110 and IMAP 1143 without TLS (MP_POP3_TLS_CERT/KEY not set)"
+    )
 
 
 def prepare_dirs(maildir: str) -> None:
@@ -260,9 +326,11 @@ def main() -> int:
     if os.getuid() != UID:
         die(f"run as {UID}:{GID} (the image's user), not uid {os.getuid()}")
     users = load_users()
+    tls = tls_files()
     maildir = maildir_path()
     prepare_dirs(maildir)
     write_passwd_file(users, maildir)
+    write_tls_conf(tls)
     del users
     return supervise(maildir)
 

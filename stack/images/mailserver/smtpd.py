@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """SMTP and HTTP side of the offline Mailpit stand-in (/usr/local/bin/mailserver-smtpd).
 
-SMTP on 1025, like Mailpit's: any sender, any recipient, no AUTH, no relaying. Every message goes
+SMTP on 1025, like Mailpit's: any sender, any recipient, no relaying. Every message goes
 into ONE catch-all Maildir ($MAILSERVER_MAILDIR from the entrypoint: `maildir` beside
 MP_DATABASE, default /data/maildir), written atomically (tmp/, fsync, rename into new/), where
 Dovecot serves it over POP3 and IMAP. The message is stored as received; like Mailpit this
@@ -31,6 +31,20 @@ HTTP on 8025: the part of Mailpit's HTTP API the stack uses (requirement T7) and
                                        SMTP and answers {"ID": <id>}; 400 {"Error": ...}
 No web UI, no other endpoint (404).
 
+TLS and authentication, Mailpit's variables and semantics (mailpit.axllent.org/docs, SMTP):
+  MP_SMTP_TLS_CERT, MP_SMTP_TLS_KEY   PEM files: STARTTLS is offered on 1025
+  MP_SMTP_REQUIRE_STARTTLS=true       nothing but EHLO/HELO/STARTTLS/NOOP/RSET/QUIT before STARTTLS
+  MP_SMTP_REQUIRE_TLS=true            1025 speaks TLS from the first byte (implicit TLS, "SSL/TLS");
+                                      no STARTTLS then, as in Mailpit
+  MP_SMTP_AUTH_FILE, MP_SMTP_AUTH     user:password entries (the MP_POP3_AUTH_FILE format): AUTH
+                                      PLAIN/LOGIN is required before MAIL, and offered only over
+                                      TLS (RFC 4954) unless MP_SMTP_AUTH_ALLOW_INSECURE=true;
+                                      auth without a certificate and that flag: refused at start
+  MP_SMTP_AUTH_ACCEPT_ANY=true        any user and password (or none) is accepted
+Extra of the stand-in (Mailpit has one SMTP port): when a certificate is set, 1465 also serves
+SMTP with implicit TLS, so STARTTLS and implicit TLS can both be tested against one server.
+Any file named by these variables that is unreadable ends the start with one line naming it.
+
 Mailpit settings honoured: MP_MAX_MESSAGE_SIZE (MiB, default 50, 0 = no limit),
 MP_SMTP_MAX_RECIPIENTS (default 100), MP_MAX_MESSAGES (default 500, oldest pruned every minute,
 0 = keep all), MP_LABEL (shown in the SMTP banner). Logs name no e-mail address (S7).
@@ -44,6 +58,8 @@ import binascii
 import email.header
 import email.message
 import email.utils
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -51,6 +67,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import time
 import uuid
@@ -59,10 +76,11 @@ from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from urllib.parse import parse_qs, urlsplit
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 MAILDIR = os.environ.get("MAILSERVER_MAILDIR", "/data/maildir")
 SMTP_PORT = 1025
+SMTPS_PORT = 1465  # the stand-in's extra implicit-TLS port
 HTTP_PORT = 8025
 PRUNE_EVERY = 60.0
 
@@ -80,6 +98,93 @@ def env_int(name: str, default: int) -> int:
     if value < 0:
         sys.exit(f"mailserver-smtpd: {name} must not be negative")
     return value
+
+
+def env_bool(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def read_file(var: str) -> str:
+    path = os.environ.get(var, "").strip()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        sys.exit(f"mailserver-smtpd: {var}={path} is missing or unreadable ({e})")
+
+
+# --- SMTP authentication -----------------------------------------------------------------------
+def parse_auth(text: str) -> dict[str, str]:
+    """user -> stored password, from Mailpit's user:password entries (separated by whitespace,
+    split at the first colon; the last entry of a user wins)."""
+    users = {}
+    for token in text.split():
+        user, sep, password = token.partition(":")
+        if sep and user and password:
+            users[user] = password
+    return users
+
+
+def password_ok(stored: str, given: str) -> bool:
+    """Mailpit's htpasswd forms: plain, {PLAIN}, {SHA}, {SSHA} and crypt(3) hashes ($1$, $5$,
+    $6$, bcrypt $2a$/$2b$/$2y$ through libxcrypt)."""
+    g = given.encode("utf-8")
+    if stored.startswith("{SHA}"):
+        return hmac.compare_digest(base64.b64encode(hashlib.sha1(g).digest()).decode(), stored[5:])
+    if stored.startswith("{SSHA}"):
+        try:
+            raw = base64.b64decode(stored[6:])
+        except binascii.Error:
+            return False
+        digest, salt = raw[:20], raw[20:]
+        return hmac.compare_digest(hashlib.sha1(g + salt).digest(), digest)
+    if stored.startswith("$"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # deprecated in 3.11, present in Debian's 3.11
+
+        hashed = crypt.crypt(given, stored)
+        return bool(hashed) and hmac.compare_digest(hashed, stored)
+    if stored.startswith("{PLAIN}"):
+        stored = stored[7:]
+    return hmac.compare_digest(stored.encode("utf-8"), g)
+
+
+class Authenticator:
+    def __init__(self, users: dict[str, str] | None):
+        self.users = users  # None: accept any
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        ok = self.users is None or (user in self.users and password_ok(self.users[user], password))
+        if not ok:
+            # the user name is often an e-mail address (S7): never logged
+            peer = session.peer[0] if session.peer else "?"
+            log.warning("AUTH %s refused from %s", mechanism, peer)
+        return AuthResult(success=ok, handled=False)
+
+
+def tls_context(var_cert: str, var_key: str) -> ssl.SSLContext | None:
+    cert = os.environ.get(var_cert, "").strip()
+    key = os.environ.get(var_key, "").strip()
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        sys.exit(f"mailserver-smtpd: set both {var_cert} and {var_key}, or neither")
+    read_file(var_cert)
+    read_file(var_key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as e:
+        sys.exit(f"mailserver-smtpd: {var_cert}/{var_key} are not a matching PEM pair ({e})")
+    return ctx
 
 
 # --- Maildir -----------------------------------------------------------------------------------
@@ -267,9 +372,18 @@ class MailpitSMTP(SMTP):
     """aiosmtpd's SMTP without its 1000-octet line limit: Mailpit limits only the message size,
     so long (unfolded) lines are accepted here too."""
 
-    def __init__(self, handler, *, data_size_limit, **kwargs):
+    def __init__(self, handler, *, data_size_limit, implicit_tls=False, **kwargs):
         self.line_length_limit = max(1001, (data_size_limit or 2**30) + 2)
+        self.implicit_tls = implicit_tls
         super().__init__(handler, data_size_limit=data_size_limit, **kwargs)
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self.implicit_tls and self._tls_protocol is None:
+            # aiosmtpd knows TLS only from STARTTLS: on an implicit-TLS port the whole
+            # connection is encrypted, so AUTH is allowed (and advertised) at once
+            self._auth_require_tls = False
+            self.session.ssl = transport.get_extra_info("ssl_object")
 
 
 # --- HTTP --------------------------------------------------------------------------------------
@@ -520,17 +634,77 @@ async def main() -> int:
     ident += " ESMTP Service ready (offline stand-in)"
     loop = asyncio.get_running_loop()
 
+    tls = tls_context("MP_SMTP_TLS_CERT", "MP_SMTP_TLS_KEY")
+    require_tls = env_bool("MP_SMTP_REQUIRE_TLS")
+    require_starttls = env_bool("MP_SMTP_REQUIRE_STARTTLS")
+    if (require_tls or require_starttls) and tls is None:
+        sys.exit(
+            "mailserver-smtpd: MP_SMTP_REQUIRE_TLS/MP_SMTP_REQUIRE_STARTTLS need "
+            "MP_SMTP_TLS_CERT and MP_SMTP_TLS_KEY"
+        )
+    users = None
+    accept_any = env_bool("MP_SMTP_AUTH_ACCEPT_ANY")
+    if os.environ.get("MP_SMTP_AUTH_FILE", "").strip():
+        users = parse_auth(read_file("MP_SMTP_AUTH_FILE"))
+        if not users:
+            sys.exit("mailserver-smtpd: MP_SMTP_AUTH_FILE holds no user:password entry")
+    elif os.environ.get("MP_SMTP_AUTH", "").strip():
+        users = parse_auth(os.environ["MP_SMTP_AUTH"])
+    auth = users is not None or accept_any
+    insecure = env_bool("MP_SMTP_AUTH_ALLOW_INSECURE")
+    if auth and tls is None and not insecure:
+        sys.exit(
+            "mailserver-smtpd: SMTP authentication needs TLS (MP_SMTP_TLS_CERT/KEY) or "
+            "MP_SMTP_AUTH_ALLOW_INSECURE=true (RFC 4954)"
+        )
+    authenticator = Authenticator(None if accept_any else users) if auth else None
+
+    def factory(implicit: bool):
+        def make():
+            kw = {}
+            if authenticator is not None:
+                kw.update(
+                    authenticator=authenticator,
+                    auth_required=True,
+                    auth_require_tls=not insecure,
+                )
+            if tls is not None and not implicit:
+                kw.update(tls_context=tls, require_starttls=require_starttls)
+            return MailpitSMTP(
+                handler,
+                data_size_limit=max_size or None,
+                enable_SMTPUTF8=True,
+                hostname=hostname,
+                ident=ident,
+                implicit_tls=implicit,
+                **kw,
+            )
+
+        return make
+
+    servers = []
     smtp = await loop.create_server(
-        lambda: MailpitSMTP(
-            handler,
-            data_size_limit=max_size or None,
-            enable_SMTPUTF8=True,
-            hostname=hostname,
-            ident=ident,
-        ),
+        factory(require_tls),
         host=None,  # every address, IPv4 and IPv6, like Mailpit's [::]:1025
         port=SMTP_PORT,
         reuse_address=True,
+        ssl=tls if require_tls else None,
+    )
+    servers.append(smtp)
+    if tls is not None:
+        servers.append(
+            await loop.create_server(
+                factory(True), host=None, port=SMTPS_PORT, reuse_address=True, ssl=tls
+            )
+        )
+    log.info(
+        "SMTP %s on %d%s, authentication %s",
+        "implicit TLS"
+        if require_tls
+        else ("STARTTLS required" if require_starttls else "STARTTLS offered" if tls else "plain"),
+        SMTP_PORT,
+        f", implicit TLS on {SMTPS_PORT}" if tls is not None else "",
+        ("any accepted" if accept_any else f"required ({len(users)} user(s))") if auth else "off",
     )
     api = Api(maildir)
     http = await asyncio.start_server(
@@ -552,9 +726,9 @@ async def main() -> int:
     await stop.wait()
     log.info("stopping")
     pruner.cancel()
-    for server in (smtp, http):
+    for server in (*servers, http):
         server.close()
-    await asyncio.wait_for(asyncio.gather(smtp.wait_closed(), http.wait_closed()), 5)
+    await asyncio.wait_for(asyncio.gather(*(s.wait_closed() for s in (*servers, http))), 5)
     return 0
 
 
@@ -567,6 +741,10 @@ if __name__ == "__main__":
     )
     # aiosmtpd logs every peer and command (with addresses) at INFO: warnings and errors only
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # ... and a deprecation notice of its own for every successful AUTH: not ours to fix
+    logging.getLogger("mail.log").addFilter(
+        lambda r: "login_data is deprecated" not in r.getMessage()
+    )
     try:
         sys.exit(asyncio.run(main()))
     except OSError as e:  # e.g. the Maildir is not writable or a port is taken
