@@ -23,7 +23,7 @@ def cfg(tmp_path):
     env = {
         "MAILER_PROFILE": "ecom",
         "MAILER_ADDRESSES": "ecom@example.com",
-        "SOURCE_PROTOCOL": "pop3",
+        "SOURCE_PROTOCOL": "pop3s",
         "SOURCE_HOST": "mailpit",
         "SOURCE_USER": "ecom",
         "SOURCE_PASSWORD_FILE": str(tmp_path / "pw"),
