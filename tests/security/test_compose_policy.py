@@ -2,6 +2,7 @@
 offline override: each rule of stackcheck.policy a parametrised test per service. Static: needs
 the Compose CLI, not a running stack."""
 
+import configparser
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -104,3 +105,26 @@ def test_every_built_image_is_built_not_pulled(variant):
     built = {n: s.get("pull_policy") for n, s in services.items() if s.get("build")}
     assert {"praxis-mailer", "ecom-mailer", "backup"} <= set(built), built
     assert all(p == "build" for p in built.values()), built
+
+
+@pytest.mark.req("S1")
+def test_grafana_reads_its_admin_password_itself():
+    """S1 for the official Grafana image, statically (it has no offline stand-in): its run.sh
+    turns every GF_*__FILE variable into an exported GF_* variable before `exec grafana server`,
+    so the password would sit in the server's environment. Instead grafana.ini, mounted at the
+    image's GF_PATHS_CONFIG, names the secret file with Grafana's own $__file{} expansion, and
+    no __FILE variable is left for run.sh to export."""
+    svc = merged("canonical")["services"]["grafana"]
+    exported = [k for k in svc.get("environment") or {} if k.endswith("__FILE")]
+    assert not exported, f"run.sh would export these into grafana's environment: {exported}"
+    ini = next(
+        (v for v in svc.get("volumes") or [] if v.get("target") == "/etc/grafana/grafana.ini"),
+        None,
+    )
+    assert ini and ini.get("read_only"), "grafana.ini is not mounted read-only at GF_PATHS_CONFIG"
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    parser.read_string(Path(ini["source"]).read_text(encoding="utf-8"))
+    targets = {Path(s.get("target") or s["source"]).name for s in svc.get("secrets") or []}
+    want = "$__file{/run/secrets/grafana_admin_password}"
+    assert parser.get("security", "admin_password", fallback=None) == want
+    assert "grafana_admin_password" in targets, f"the file it names is not mounted: {targets}"

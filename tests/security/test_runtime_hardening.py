@@ -4,8 +4,13 @@ Parametrised per service of the running stack, so a new service is checked witho
 """
 
 import json
+import secrets
+import subprocess
+from pathlib import Path
 
 import pytest
+
+from stackcheck.waits import wait_for
 
 pytestmark = pytest.mark.security
 
@@ -157,3 +162,75 @@ def test_postgres_tuned_for_its_limits(stack, sla):
         got = {k: conn.execute(f"SHOW {k}").fetchone()[0] for k in want}
     sla.record("H5", ", ".join(f"{k}={v}" for k, v in got.items()), how="SHOW over psycopg")
     assert got == want
+
+
+def _postgres_server_environ(cfg: dict, secret: Path, with_wrapper: bool) -> tuple[str, float]:
+    """PID 1's environment of a throwaway server from the stack's postgres image (tmpfs PGDATA,
+    no network, the stack's user and hardening flags), once it accepts TCP connections."""
+    entry = cfg["entrypoint"]
+    wrapper = next(v["source"] for v in cfg["volumes"] if v["target"] == entry[-1])
+    args = [
+        "docker", "run", "-d", "--rm", "--network", "none", "--user", str(cfg["user"]),
+        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--tmpfs", "/var/lib/postgresql:uid=999,gid=999,mode=0755",
+        "--tmpfs", "/var/run/postgresql:uid=999,gid=999,mode=0775", "--tmpfs", "/tmp:mode=1777",
+        "--volume", f"{secret}:/run/secrets/postgres_password:ro",
+        "--env", "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password",
+        "--env", "POSTGRES_USER=postgres",
+    ]  # fmt: skip
+    if with_wrapper:
+        args += ["--volume", f"{wrapper}:{entry[-1]}:ro", "--entrypoint", entry[0]]
+    args += [cfg["image"], *(entry[1:] if with_wrapper else []), *cfg["command"]]
+    cid = subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
+
+    def ready() -> bool:
+        probe = ["docker", "exec", cid, "pg_isready", "-q", "-h", "127.0.0.1"]
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+
+    try:
+        _, took = wait_for(
+            ready,
+            timeout=90,
+            what="the throwaway postgres to accept TCP connections",
+        )
+        environ = subprocess.run(
+            ["docker", "exec", cid, "sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+    return environ, took
+
+
+@pytest.mark.req("S1")
+@pytest.mark.needs("postgres")
+def test_postgres_password_is_kept_out_of_the_server_by_the_wrapper(stack, tmp_path, sla):
+    """The image's own entrypoint (official 18.x, and the offline stand-in, which copies it) exports
+    POSTGRES_PASSWORD read from POSTGRES_PASSWORD_FILE and execs postgres with it: the password
+    sits in PID 1's environment. The stack's wrapper (stack/config/postgres/entrypoint.sh) runs
+    the image's docker-ensure-initdb.sh as a child and execs postgres without it. Both run here in
+    throwaway containers with a throwaway password, so the check is seen to fail without the fix;
+    test_no_secret_value_in_inspect_or_environment checks the running server."""
+    cfg = stack.compose.config()["services"]["postgres"]
+    assert cfg.get("entrypoint"), "postgres runs the image's entrypoint: no wrapper configured"
+    value = secrets.token_hex(16)
+    secret = tmp_path / "postgres_password"
+    secret.write_text(value + "\n")
+    secret.chmod(0o444)
+    bare, _ = _postgres_server_environ(cfg, secret, with_wrapper=False)
+    wrapped, took = _postgres_server_environ(cfg, secret, with_wrapper=True)
+    assert f"POSTGRES_PASSWORD={value}" in bare, (
+        "the image's entrypoint no longer exports POSTGRES_PASSWORD: the stand-in drifted from "
+        "the official image, and this test would prove nothing"
+    )
+    assert value not in wrapped, "the wrapper leaves the password in the server's environment"
+    assert "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password" in wrapped
+    sla.record(
+        "S1",
+        "postgres PID 1 environment: password present with the image's entrypoint, absent with "
+        "the stack's wrapper",
+        how=f"throwaway containers of {cfg['image']} (tmpfs PGDATA, initdb + start, ready in "
+        f"{took:.1f} s with the wrapper); /proc/1/environ searched for the password",
+    )

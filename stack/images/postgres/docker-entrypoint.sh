@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Entrypoint of the offline postgres stand-in: first start initialises PGDATA from the official
 # image's variables and init scripts, every start then execs postgres as PID 1.
+#
+# As the official image (18.x) does: POSTGRES_PASSWORD read from POSTGRES_PASSWORD_FILE is
+# exported and left in the server's environment, so the stack's wrapper
+# (stack/config/postgres/entrypoint.sh) is what keeps it out, online and offline alike. Called as
+# docker-ensure-initdb.sh (a link to this file, as in the official image), it initialises PGDATA
+# if it is empty and exits 0 without starting the server.
 set -Eeuo pipefail
 
 die() { echo "postgres-entrypoint: $*" >&2; exit 1; }
@@ -22,6 +28,12 @@ file_env() {
   export "$var"="$val"
   unset "$fileVar"
 }
+
+ensure_only=0
+if [[ "$(basename "$0")" == docker-ensure-initdb.sh ]]; then
+  ensure_only=1
+  [[ "${1:-}" == postgres ]] || set -- postgres "$@"
+fi
 
 if [[ "${1:-}" == -* ]]; then
   set -- postgres "$@"
@@ -77,7 +89,9 @@ if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
   unset PGPASSWORD
   pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
   echo "postgres-entrypoint: init complete; ready for start up"
+elif ((ensure_only)); then
+  echo "docker-ensure-initdb.sh: note: database already initialized in '$PGDATA'!" >&2
 fi
 
-unset POSTGRES_PASSWORD
+((ensure_only)) && exit 0
 exec "$@"
