@@ -216,6 +216,7 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # socketserver's 5 overflows when peers connect at once
 
     def __init__(self, *args, max_connections: int = HTTP_MAX_CONNECTIONS, **kw):
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -236,6 +237,12 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        """A peer that went silent (timeout) or away is routine; anything else is logged as
+        JSON, not printed to stderr as socketserver does."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            log.exception("HTTP request failed", extra={"peer": client_address[0]})
 
 
 def serve_http(app, port: int, host: str = "0.0.0.0", *, timeout: float = HTTP_TIMEOUT):
