@@ -194,6 +194,8 @@ def rule_image_pinned(svc: Service) -> Problems:
 
 def rule_networks(svc: Service) -> Problems:
     """S3/D5: every service on explicitly named networks, never the implicit default."""
+    if svc.get("network_mode") == "none":  # no network at all: stricter than any segment
+        return []
     nets = set(svc.get("networks") or {})
     if not nets or "default" in nets:
         return ["not on an explicit network"]
@@ -233,6 +235,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     "capability dropped it reads them as their owner and nothing more",
     ("privileges", "cadvisor"): "mounts the Docker socket read-only: container names and compose "
     "labels come only from the Docker API; on the internal monitoring network, no published port",
+    ("non-root", "minio-volume-init"): "a one-shot chown of the new minio_data volume (root:root "
+    "0755 from the image's VOLUME /data) to uid 1004: uid 0 with CAP_CHOWN only, read-only, no "
+    "network; it exits before MinIO starts",
     ("non-root", "alloy"): "uid 0 owns the json-file logs (0640 in 0710 directories; uid 65534 is "
     "refused, tested); every capability is dropped",
 }

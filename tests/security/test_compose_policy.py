@@ -128,3 +128,25 @@ def test_grafana_reads_its_admin_password_itself():
     want = "$__file{/run/secrets/grafana_admin_password}"
     assert parser.get("security", "admin_password", fallback=None) == want
     assert "grafana_admin_password" in targets, f"the file it names is not mounted: {targets}"
+
+
+@pytest.mark.req("S2", "S9", "A6")
+def test_minio_volume_is_handed_to_its_uid_by_a_chown_only_job():
+    """The pinned MinIO image declares VOLUME /data root:root 0755 (Dockerfile.release, ubi-micro,
+    no USER): with `user: 1004` MinIO cannot create /data/.minio.sys and never becomes healthy.
+    A one-shot job chowns the volume first, with CAP_CHOWN as its only capability, a read-only
+    root, no network; MinIO starts only after it exited 0."""
+    services = merged("canonical")["services"]
+    minio, init = services["minio"], services["minio-volume-init"]
+    assert minio["depends_on"]["minio-volume-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    data = next(v for v in minio["volumes"] if v["target"] == "/data")
+    init_data = [v for v in init["volumes"] if v["type"] == "volume"]
+    assert [(v["source"], v["target"]) for v in init_data] == [(data["source"], "/data")]
+    assert init["cap_drop"] == ["ALL"] and init["cap_add"] == ["CHOWN"]
+    assert init["read_only"] and init["network_mode"] == "none"
+    assert not init.get("ports") and not init.get("secrets")
+    assert init["entrypoint"] == ["chown", minio["user"], "/data"], init["entrypoint"]
+    assert init["image"] == minio["image"] and policy.is_one_shot(init)
+    assert init["profiles"] == minio["profiles"] == ["minio"]

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from stackcheck.compose import Compose
 from stackcheck.waits import wait_for
 
 pytestmark = pytest.mark.security
 
 CAP_EFF_NONE = "0000000000000000"
+STACK_DIR = Path(__file__).resolve().parents[2] / "stack"
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +236,49 @@ def test_postgres_password_is_kept_out_of_the_server_by_the_wrapper(stack, tmp_p
         how=f"throwaway containers of {cfg['image']} (tmpfs PGDATA, initdb + start, ready in "
         f"{took:.1f} s with the wrapper); /proc/1/environ searched for the password",
     )
+
+
+BASE_IMAGE = "debian:bookworm-slim"  # setup's offline base; has chown like MinIO's ubi-micro
+
+
+def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.req("S2", "S9", "A6")
+def test_minio_volume_init_makes_a_new_volume_writable_with_chown_only():
+    """The compose file's minio-volume-init, run as configured (user, cap_drop/cap_add, read-only,
+    no network, no-new-privileges, its entrypoint) on a throwaway volume, with the Debian base in
+    place of the MinIO image (none offline): before it, MinIO's uid cannot create .minio.sys in
+    a new root-owned volume; after it, it can; without CAP_CHOWN the same job fails."""
+    if _docker("image", "inspect", BASE_IMAGE).returncode != 0:
+        pytest.skip(f"needs the local image {BASE_IMAGE} (offline setup builds it)")
+    cfg = Compose("stackcheck-policy", STACK_DIR, ("compose.yml",)).config(profiles=["*"])
+    init, minio = cfg["services"]["minio-volume-init"], cfg["services"]["minio"]
+    volume = f"stackcheck-minio-init-{secrets.token_hex(4)}"
+
+    def run_init(cap_add: list[str]) -> subprocess.CompletedProcess[str]:
+        args = ["run", "--rm", "--user", str(init["user"]), "--network", init["network_mode"]]
+        args += ["--read-only", "--cap-drop", "ALL", *(f"--cap-add={c}" for c in cap_add)]
+        args += [f"--security-opt={o}" for o in init["security_opt"]]
+        args += ["--volume", f"{volume}:/data", "--entrypoint", init["entrypoint"][0], BASE_IMAGE]
+        return _docker(*args, *init["entrypoint"][1:])
+
+    def as_minio(cmd: str) -> subprocess.CompletedProcess[str]:
+        return _docker(
+            "run", "--rm", "--user", str(minio["user"]), "--network", "none", "--read-only",
+            "--cap-drop", "ALL", "--volume", f"{volume}:/data", BASE_IMAGE, "sh", "-c", cmd,
+        )  # fmt: skip
+
+    assert _docker("volume", "create", volume).returncode == 0
+    try:
+        fresh = as_minio("stat -c '%u:%g %a' /data; mkdir /data/.minio.sys")
+        assert fresh.stdout.startswith("0:0 755") and fresh.returncode != 0, fresh
+        without = run_init([])
+        assert without.returncode != 0, f"chown succeeded without CAP_CHOWN: {without}"
+        done = run_init(init["cap_add"])
+        assert done.returncode == 0, done.stderr
+        after = as_minio("mkdir /data/.minio.sys && stat -c '%u:%g %a' /data")
+        assert after.returncode == 0 and after.stdout.strip() == f"{minio['user']} 755", after
+    finally:
+        _docker("volume", "rm", "-f", volume)
