@@ -111,12 +111,16 @@ class SmtpSender:
         smtp = self._open()
         try:
             smtp.send_message(msg)
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        except smtplib.SMTPServerDisconnected as exc:
             raise SmtpUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code == 421:  # service closing (rate limit, shutdown): not this mail's
                 raise SmtpUnavailable(f"{self.name}: 421 {_text(exc.smtp_error)}") from exc
             raise
+        except smtplib.SMTPException:  # an OSError too: this mail refused (recipients, data)
+            raise
+        except OSError as exc:  # the connection broke
+            raise SmtpUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
         finally:
             try:
                 smtp.quit()
