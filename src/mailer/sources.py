@@ -201,15 +201,14 @@ class Pop3Source:
                     "SOURCE_PASSWORD_FILE"
                 ) from exc
             return conn
-        except SourceError:
+        except (SourceError, OSError, poplib.error_proto) as exc:
             if conn is not None:
-                conn.close()
-            raise
-        except ssl.SSLCertVerificationError as exc:
-            raise _tls_problem(self.name, exc) from exc
-        except (OSError, poplib.error_proto) as exc:
-            if conn is not None:
-                conn.close()
+                with contextlib.suppress(OSError):
+                    conn.close()
+            if isinstance(exc, SourceError):
+                raise
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise _tls_problem(self.name, exc) from exc
             raise SourceError(f"{self.name}: {exc}") from exc
 
     def check(self) -> None:
@@ -264,7 +263,8 @@ class Pop3Source:
             try:
                 conn.quit()  # commits DELE
             except (OSError, poplib.error_proto):
-                conn.close()
+                with contextlib.suppress(OSError):
+                    conn.close()
 
     def _fetch(self, conn: poplib.POP3, num: int, uid: str, size: int) -> Fetched | None:
         """One mail, or None when it is not addressed to us."""
@@ -342,6 +342,10 @@ class ImapSource:
         if self.security == "starttls":
             try:
                 conn.starttls(ssl_context=ctx)
+            except ssl.SSLError:
+                with contextlib.suppress(OSError):
+                    conn.shutdown()
+                raise
             except imaplib.IMAP4.error as exc:
                 with contextlib.suppress(OSError):
                     conn.shutdown()
