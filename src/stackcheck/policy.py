@@ -231,10 +231,12 @@ RULES: tuple[Rule, ...] = (
 
 # (rule id, service) -> why the rule cannot hold for that service. Keep each reason specific.
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("non-root", "cadvisor"): "uid 0 owns /var/lib/docker (0710) and the Docker socket; with every "
-    "capability dropped it reads them as their owner and nothing more",
-    ("privileges", "cadvisor"): "mounts the Docker socket read-only: container names and compose "
-    "labels come only from the Docker API; on the internal monitoring network, no published port",
+    ("non-root", "cadvisor"): "uid 0 owns /var/lib/docker (0710), where cAdvisor finds each "
+    "container's layer for its disk metrics; with every capability dropped it reads it as its "
+    "owner and nothing more; the Docker API only through the read-only proxy (S11)",
+    ("privileges", "docker-api-proxy"): "the one holder of the Docker socket (S11): HAProxy "
+    "forwards only GET/HEAD of /_ping, /version, /info, /containers/json and /containers/<id>/json "
+    "and answers 403 to the rest; reached only by cAdvisor on the internal docker-api network",
     ("non-root", "minio-volume-init"): "a one-shot chown of the new minio_data volume (root:root "
     "0755 from the image's VOLUME /data) to uid 1004: uid 0 with CAP_CHOWN only, read-only, no "
     "network; it exits before MinIO starts",

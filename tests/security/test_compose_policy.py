@@ -150,3 +150,29 @@ def test_minio_volume_is_handed_to_its_uid_by_a_chown_only_job():
     assert init["entrypoint"] == ["chown", minio["user"], "/data"], init["entrypoint"]
     assert init["image"] == minio["image"] and policy.is_one_shot(init)
     assert init["profiles"] == minio["profiles"] == ["minio"]
+
+
+@pytest.mark.req("S11", "S9")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_only_the_read_only_api_proxy_holds_the_docker_socket(variant):
+    """S11: cAdvisor and Alloy mount no Docker socket; the socket is mounted by the HAProxy API
+    proxy alone, which only cAdvisor reaches (internal docker-api network) and cAdvisor talks to
+    it over TCP."""
+    cfg = merged(variant)
+    services = cfg["services"]
+    holders = sorted(
+        n
+        for n, s in services.items()
+        for v in s.get("volumes") or []
+        if str(v.get("source", "")).endswith("docker.sock")
+    )
+    assert holders == ["docker-api-proxy"], holders
+    for name in ("cadvisor", "alloy"):
+        if name in services:  # online only
+            mounts = [v.get("source") for v in services[name].get("volumes") or []]
+            assert not [m for m in mounts if "docker.sock" in str(m)], (name, mounts)
+    members = sorted(n for n, s in services.items() if "docker-api" in (s.get("networks") or {}))
+    assert set(members) <= {"docker-api-proxy", "cadvisor"} and "docker-api-proxy" in members
+    assert cfg["networks"]["docker-api"].get("internal") is True
+    if "cadvisor" in services:
+        assert "--docker=tcp://docker-api-proxy:2375" in services["cadvisor"]["command"]

@@ -1,0 +1,95 @@
+"""S11: the read-only Docker API proxy (HAProxy, stack/config/docker-api-proxy/haproxy.cfg), the
+only container that holds the Docker socket. Requests are sent from inside its own network
+namespace (a throwaway probe container sharing it, as in test_network_matrix), so they reach
+HAProxy exactly as cAdvisor's do and need no client tool in the image."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+pytestmark = [pytest.mark.security, pytest.mark.needs("docker-api-proxy")]
+
+PROBE_IMAGE = "stackcheck/mailer:0.1.0"  # any image with python3; this one is always built
+PROBE = """
+import http.client, sys
+method, path = sys.argv[1], sys.argv[2]
+conn = http.client.HTTPConnection(sys.argv[3], 2375, timeout=10)
+conn.request(method, path, body=b"{}" if method in ("POST", "PUT") else None,
+             headers={"Content-Type": "application/json"})
+resp = conn.getresponse()
+print(resp.status)
+sys.stdout.write(resp.read().decode("utf-8", "replace"))
+"""
+
+# (method, path, expected status): what cAdvisor reads is served, every write and every other
+# read is refused by HAProxy before it reaches the engine
+CASES = [
+    ("GET", "/_ping", 200),
+    ("GET", "/v1.45/version", 200),
+    ("GET", "/v1.45/info", 200),
+    ("GET", "/v1.45/containers/json", 200),
+    ("HEAD", "/_ping", 200),
+    ("POST", "/v1.45/containers/create", 403),
+    ("POST", "/containers/create", 403),
+    ("DELETE", "/v1.45/containers/stackcheck-probe", 403),
+    ("POST", "/v1.45/containers/x/exec", 403),
+    ("POST", "/v1.45/containers/x/stop", 403),
+    ("PUT", "/v1.45/containers/x/archive", 403),
+    ("GET", "/v1.45/containers/x/archive?path=/run/secrets", 403),
+    ("GET", "/v1.45/containers/x/logs", 403),
+    ("GET", "/v1.45/secrets", 403),
+    ("GET", "/v1.45/images/json", 403),
+    ("GET", "/v1.45/events", 403),
+    ("GET", "/v1.45/containers/../json", 403),
+    ("POST", "/v1.45/build", 403),
+]
+
+
+def request(stack, method: str, path: str, via: str = "docker-api-proxy") -> tuple[int, str]:
+    """One HTTP request to docker-api-proxy:2375 from `via`'s network namespace."""
+    cid = stack.service(via).container.id
+    host = "127.0.0.1" if via == "docker-api-proxy" else "docker-api-proxy"
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--network", f"container:{cid}", "--entrypoint", "python3",
+         PROBE_IMAGE, "-c", PROBE, method, path, host],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return 0, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no answer"
+    status, _, body = proc.stdout.partition("\n")
+    return int(status), body
+
+
+@pytest.mark.req("S11")
+def test_proxy_serves_reads_cadvisor_needs_and_refuses_the_rest(stack, sla):
+    got = {(m, p): request(stack, m, p)[0] for m, p, _ in CASES}
+    wrong = {f"{m} {p}": (got[(m, p)], want) for m, p, want in CASES if got[(m, p)] != want}
+    assert not wrong, f"(got, want): {wrong}"
+    _, body = request(stack, "GET", "/v1.45/containers/json")
+    names = {n.lstrip("/") for c in json.loads(body) for n in c["Names"]}
+    proxy = stack.service("docker-api-proxy").container.name
+    assert proxy in names, f"GET /containers/json does not list this stack ({sorted(names)})"
+    refused = sum(1 for *_, want in CASES if want == 403)
+    sla.record(
+        "S11",
+        f"{len(CASES) - refused} reads served (200), {refused} calls refused (403), "
+        f"incl. POST /containers/create",
+        how="HTTP from a probe in the proxy's network namespace: "
+        + "; ".join(f"{m} {p} {got[(m, p)]}" for m, p, _ in CASES),
+    )
+
+
+@pytest.mark.req("S11", "S3")
+@pytest.mark.parametrize("source", ["prometheus", "praxis-mailer", "n8n"])
+def test_proxy_is_out_of_reach_of_other_services(stack, source):
+    """Only cAdvisor shares the internal docker-api network: from anywhere else the proxy's name
+    does not even resolve."""
+    if not stack.has(source):
+        pytest.skip(f"needs service {source}, which this stack does not run")
+    status, detail = request(stack, "GET", "/_ping", via=source)
+    assert status == 0, f"{source} reached the Docker API proxy: {status} {detail[:200]}"
+    # refused by the network, not by a probe that never ran
+    assert "gaierror" in detail or "Errno" in detail, detail
