@@ -430,6 +430,7 @@ class ImapBox:
     password: str = PASSWORD
     starttls: bool = True
     uids: list[int] | None = None  # what SEARCH reports (default: one per mail)
+    fail_fetch: set[int] = field(default_factory=set)  # UIDs whose body FETCH answers NO
 
     def session(self, conn: Conn) -> None:
         def caps() -> str:
@@ -477,6 +478,9 @@ class ImapBox:
             uid_text, _, what = rest.partition(" ")
             uid = int(uid_text)
             raw = self.mails[uid - 1]
+            if "HEADER.FIELDS" not in what and uid in self.fail_fetch:
+                conn.send(f"{tag} NO [UNAVAILABLE] message cannot be read\r\n")
+                return
             if "HEADER.FIELDS" in what:
                 data = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
                 item = f"RFC822.SIZE {len(raw)} BODY[HEADER.FIELDS (TO CC)]"
@@ -635,6 +639,29 @@ def test_the_failure_count_belongs_to_the_mail_that_was_in_hand(servers, pki):
         got.extend(source.poll(lambda ids: set(), None))
     assert err.value.source_id == "uid-2"
     assert [m.source_id for m in got] == ["uid-1"]  # what came before is not lost
+
+
+def test_imap_a_mail_that_cannot_be_fetched_is_skipped_after_3_tries(servers, pki):
+    box = ImapBox([mail(OURS, "broken"), mail(OURS, "fine")], fail_fetch={1})
+    server = servers(box.session, pki.server, implicit=True)
+    source = imap(server, pki.ca, "tls")
+    cfg = SimpleNamespace(profile="unit-skip-imap", poll_seconds=0.01, delete_after_store=False)
+    queue = _Queue()
+    fetcher = service.Fetcher(cfg, source, queue, _Store())
+    try:
+        for _ in range(service.FETCH_ATTEMPTS):
+            with pytest.raises(MailFetchError) as err:
+                fetcher.poll_once()
+            assert err.value.source_id == "7:1"
+            fetcher.fetch_failed(err.value)
+        fetcher.poll_once()
+        fetcher.poll_once()
+    finally:
+        source.close()
+    assert queue.entries == ["7:2"]
+    assert _sample("mailbox_fetch_skipped_total", "unit-skip-imap") == 1
+    body_fetches = [c for c in server.commands if "FETCH 1 (BODY.PEEK[])" in c]
+    assert len(body_fetches) == service.FETCH_ATTEMPTS
 
 
 # --- start-up: a certificate problem is exit code 2 at once, with the reason -------------
