@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stackcheck.mailflow import MailClient, OllamaDouble, ProfileDB
+from stackcheck.mailflow import MailClient, OllamaDouble, ProfileDB, mail_login, mail_tls
 from stackcheck.mode import Mode
 from stackcheck.waits import wait_for
 
@@ -25,7 +25,8 @@ def mail(stack) -> MailClient:
         return port.host, port.port
 
     locate()  # fails here, naming the service, when mailpit publishes no SMTP port
-    return MailClient(locate)
+    # as to any provider: STARTTLS verified against the stack's CA, then AUTH (issue 11)
+    return MailClient(locate, tls=mail_tls(stack), login=lambda: mail_login(stack, "praxis"))
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,9 @@
 """Mail-flow helpers for acceptance tests: submit mail over SMTP as any sender would, wait for a
-mailer's committed row, read a mailer's own metrics, steer the Ollama double."""
+mailer's committed row, read a mailer's own metrics, steer the Ollama double.
+
+The stack's mail server requires TLS and authentication, as Gmail does (issue 11): the suite
+submits over STARTTLS with AUTH and reads over POP3 with implicit TLS, trusting only the stack's
+own CA (`stack/secrets/mail_ca.crt`, made by setup), never an unverified certificate."""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ import io
 import os
 import poplib
 import smtplib
+import ssl
 import time
 import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.header import decode_header
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -44,6 +50,62 @@ def pdf_of_size(size: int) -> bytes:
     return head + os.urandom(size - len(head) - len(tail)) + tail
 
 
+MAIL_CA_FILE = "mail_ca.crt"  # in stack/secrets (stackcheck.mailtls); public, mode 0444
+MAIL_CA_SECRET = "/run/secrets/mail_ca_cert"  # where the stack's services find it
+
+
+def mail_ca_pem(stack) -> str:
+    """The stack's mail CA certificate (PEM): from stack/secrets on this host, else (a stack set
+    up elsewhere, --stack=external) from a service that mounts it."""
+    path = stack.config.stack_dir / "secrets" / MAIL_CA_FILE
+    try:
+        return path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        pass
+    for service in ("praxis-mailer", "ecom-mailer", "alertmanager"):
+        if stack.has(service):
+            res = stack.service(service).exec(["cat", MAIL_CA_SECRET])
+            if res.exit_code == 0 and "BEGIN CERTIFICATE" in res.output:
+                return res.output
+    raise FileNotFoundError(
+        f"{path} is missing and no service mounts {MAIL_CA_SECRET}: run ./run setup"
+    )
+
+
+def mail_tls(stack) -> ssl.SSLContext:
+    """A client TLS context that trusts the stack's mail CA only (hostname checked)."""
+    return ssl.create_default_context(cadata=mail_ca_pem(stack))
+
+
+def mail_login(stack, user: str = "praxis") -> tuple[str, str]:
+    """SMTP AUTH / POP3 credentials of a mailbox user (the mailbox password is also its SMTP
+    password, as Gmail's one app password). Read at each call: a rotation changes it."""
+    return user, stack.secret(f"{user}_pop3_password", service=f"{user}-mailer")
+
+
+def header_text(value) -> str:
+    """A header value as text, RFC 2047 words decoded, never raising: real-world mail has
+    unknown charsets and bytes that are not what their charset says (iso-2022-jp that is not,
+    8-bit bytes in headers); those parts come out with replacement characters."""
+    if value is None:
+        return ""
+    raw = str(value)
+    try:
+        parts = decode_header(raw)
+    except Exception:  # a malformed encoded word: the raw text is still text
+        return raw
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            out.append(chunk)
+            continue
+        try:
+            out.append(chunk.decode(charset or "ascii", "replace"))
+        except (LookupError, UnicodeError):  # unknown charset, or a codec that raises anyway
+            out.append(chunk.decode("latin-1"))
+    return "".join(out)  # decode_header keeps the whitespace of the plain parts
+
+
 @dataclass
 class Sent:
     message_id: str  # without <>
@@ -52,11 +114,20 @@ class Sent:
 
 
 class MailClient:
-    """Submits mail to the stack's SMTP port (Mailpit, or the offline mail server). The address
-    is looked up for every connection: a restarted mail server gets a new host port."""
+    """Submits mail to the stack's SMTP port (Mailpit, or the offline mail server) as a client of
+    a provider that requires TLS and AUTH: STARTTLS verified against `tls` (the stack's CA), then
+    AUTH with `login()`. The address and the credentials are looked up for every connection: a
+    restarted mail server gets a new host port, a rotation a new password. Without `tls` and
+    `login` it submits in plain text (a server that allows it)."""
 
-    def __init__(self, locate: Callable[[], tuple[str, int]]):
-        self.locate = locate
+    def __init__(
+        self,
+        locate: Callable[[], tuple[str, int]],
+        *,
+        tls: ssl.SSLContext | None = None,
+        login: Callable[[], tuple[str, str]] | None = None,
+    ):
+        self.locate, self.tls, self.login = locate, tls, login
 
     def build(
         self,
@@ -81,7 +152,16 @@ class MailClient:
     def connect(self) -> smtplib.SMTP:
         """An SMTP session ready to submit (the one place that knows how to log in)."""
         host, port = self.locate()
-        return smtplib.SMTP(host, port, timeout=30)
+        conn = smtplib.SMTP(host, port, timeout=30)
+        try:
+            if self.tls is not None:
+                conn.starttls(context=self.tls)  # no STARTTLS offered: SMTPNotSupportedError
+            if self.login is not None:
+                conn.login(*self.login())
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def send(self, msg: EmailMessage, smtp: smtplib.SMTP | None = None) -> Sent:
         if smtp is None:
@@ -114,17 +194,29 @@ class MailClient:
 class Pop3Reader:
     """The stack's mail server read over POP3 as a mail client would (what the mailers sent:
     acknowledgements, notifications, alerts). Mailpit shows every captured message to every
-    user; the offline mail server does the same."""
+    user; the offline mail server does the same. POP3 on 1110 is implicit TLS (Mailpit's POP3
+    with a certificate), verified against the stack's CA.
+
+    The mailbox also holds mail this suite did not write (real-world mail replayed, hostile
+    mail, other tests' mail): nothing here decodes more than it must, and what cannot be parsed
+    is skipped, never raised (issue 10, case 7)."""
 
     def __init__(self, stack, user: str = "praxis", timeout: float = 15):
         self.port = stack.service("mailpit").port(1110)
         self.user, self.timeout = user, timeout
-        self.password = stack.secret(f"{user}_pop3_password", service=f"{user}-mailer")
+        self.password = mail_login(stack, user)[1]
+        self.tls = mail_tls(stack)
 
     def _session(self) -> poplib.POP3:
-        conn = poplib.POP3(self.port.host, self.port.port, timeout=self.timeout)
-        conn.user(self.user)
-        conn.pass_(self.password)
+        conn = poplib.POP3_SSL(
+            self.port.host, self.port.port, timeout=self.timeout, context=self.tls
+        )
+        try:
+            conn.user(self.user)
+            conn.pass_(self.password)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def uids(self) -> set[str]:
@@ -163,9 +255,19 @@ class Pop3Reader:
         finally:
             conn.quit()
 
-    def headers(self) -> list[email.message.Message]:
-        """The header block of every message, parsed (values as sent, RFC 2047 not decoded)."""
-        return [email.message_from_bytes(top) for top in self.tops().values()]
+    def headers(self, contains: bytes | None = None) -> list[email.message.Message]:
+        """The header block of every message (only those whose raw header block contains
+        `contains`, when given), parsed (values as sent, RFC 2047 not decoded: header_text()
+        does that without raising). A header block the parser cannot take is skipped."""
+        out = []
+        for top in self.tops().values():
+            if contains is not None and contains not in top:
+                continue
+            try:
+                out.append(email.message_from_bytes(top))
+            except Exception:  # never seen with compat32, but not ours to fail on
+                continue
+        return out
 
 
 class ProfileDB:

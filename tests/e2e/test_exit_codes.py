@@ -57,7 +57,7 @@ def test_unreachable_dependencies_exit_2_after_bounded_retries(tmp_path, sla):
     env = {
         "MAILER_PROFILE": "praxis",
         "MAILER_ADDRESSES": "praxis@example.com",
-        "SOURCE_PROTOCOL": "pop3",
+        "SOURCE_PROTOCOL": "pop3s",
         "SOURCE_HOST": "mailpit",
         "SOURCE_USER": "praxis",
         "SOURCE_PASSWORD_FILE": "/run/secrets/pw",

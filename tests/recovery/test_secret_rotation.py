@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redis
 
-from stackcheck.mailflow import PROFILES
+from stackcheck.mailflow import PROFILES, mail_tls
 from stackcheck.mode import Mode
 
 pytestmark = [
@@ -90,7 +90,7 @@ def test_mail_app_password_rotation_on_breach(stack, mail, praxis_db, sla):
     assert stack.secret("praxis_pop3_password", service="praxis-mailer") == issued
     port = stack.service("mailpit").port(1110)
     for password, accepted in ((old, False), (issued, True)):
-        conn = poplib.POP3(port.host, port.port, timeout=15)
+        conn = poplib.POP3_SSL(port.host, port.port, timeout=15, context=mail_tls(stack))
         try:
             conn.user("praxis")
             if accepted:

@@ -372,6 +372,11 @@ class MailpitSMTP(SMTP):
     """aiosmtpd's SMTP without its 1000-octet line limit: Mailpit limits only the message size,
     so long (unfolded) lines are accepted here too."""
 
+    # AUTH LOGIN's challenges as Mailpit (and most servers) send them; aiosmtpd's own ("User
+    # Name\0", "Password\0") make Go's and Alertmanager's LOGIN clients give up
+    AuthLoginUsernameChallenge = "Username:"
+    AuthLoginPasswordChallenge = "Password:"
+
     def __init__(self, handler, *, data_size_limit, implicit_tls=False, **kwargs):
         self.line_length_limit = max(1001, (data_size_limit or 2**30) + 2)
         self.implicit_tls = implicit_tls
