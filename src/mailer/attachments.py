@@ -1,5 +1,7 @@
 """Attachment policy (requirements A1-A3, A5): safe file names, type detection by content, the
-accept/refuse decision, and where accepted and quarantined files go on disk.
+accept/refuse decision, and where accepted and quarantined files go on disk. Accepted kinds: PDF,
+PNG, JPEG, DOCX, XLSX (without macros), and calendar invites (iCalendar, .ics: text, no macros,
+what every meeting request carries).
 
 Pure functions, no I/O besides reading what they are given: bytes, or the path of a file too
 large to hold in memory (a spilled attachment of a large mail, read in small pieces).
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-ALLOWED_KINDS = ("pdf", "png", "jpg", "docx", "xlsx")
+ALLOWED_KINDS = ("pdf", "png", "jpg", "docx", "xlsx", "calendar")
 
 # Extensions that promise one of the allowed kinds: a name with one of these must match the content.
 EXTENSION_KINDS = {
@@ -27,9 +29,17 @@ EXTENSION_KINDS = {
     ".jpeg": "jpg",
     ".docx": "docx",
     ".xlsx": "xlsx",
+    ".ics": "calendar",
 }
 # The extension a nameless part of a known type gets (parsing uses it for fallback names).
-KIND_EXTENSIONS = {"pdf": ".pdf", "png": ".png", "jpg": ".jpg", "docx": ".docx", "xlsx": ".xlsx"}
+KIND_EXTENSIONS = {
+    "pdf": ".pdf",
+    "png": ".png",
+    "jpg": ".jpg",
+    "docx": ".docx",
+    "xlsx": ".xlsx",
+    "calendar": ".ics",
+}
 
 MAX_NAME_BYTES = 200
 _MAX_EXT_BYTES = 16  # a longer "extension" is treated as part of the name
@@ -177,12 +187,21 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+def _is_calendar(data: Content) -> bool:
+    """An iCalendar object (RFC 5545: invites, cancellations, replies): text starting with
+    BEGIN:VCALENDAR, after an optional byte order mark and blank lines."""
+    head = _head(data, 256).removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    return head[:15].upper() == b"BEGIN:VCALENDAR" and head[15:16] in (b"\r", b"\n", b"")
+
+
 def sniff(data: Content) -> str:
     """A label for the content: one of ALLOWED_KINDS, or what it is instead ("zip", "exe", "docm",
     "ooxml", "empty", "unknown", ...). Used for refusal reasons."""
     head = _head(data)
     if not head:
         return "empty"
+    if _is_calendar(data):
+        return "calendar"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _sniff_zip(data)
     for magic, label in _MAGIC:

@@ -14,10 +14,20 @@ Decisions (see also the docstrings of ParsedMail and parse):
   "---------- Forwarded message ----------" block with its From/Date/Subject; its HTML is not
   kept. The message/rfc822 part itself is not an attachment. Other message/* containers
   (delivery-status, disposition-notification) are ignored.
-* Charsets: text is decoded with the declared charset; if the bytes are not valid in it, or the
-  charset is unknown, UTF-8 is tried, then windows-1252 with replacement characters (German mail
-  declared UTF-8 but written in Latin-1 stays readable). Each fallback is a defect. Headers with
-  raw 8-bit bytes are decoded the same way (UTF-8, else windows-1252).
+* Charsets: labels are read as the WHATWG Encoding Standard says (iso-8859-1 and us-ascii are
+  windows-1252, gb2312 is GB18030, iso-8859-8-i is iso-8859-8, ks_c_5601-1987 is cp949, ...).
+  Non-ASCII bytes that are valid UTF-8 are UTF-8 whatever the label (the common mislabelling);
+  a body that is mostly valid UTF-8 stays UTF-8 with replacement characters; then the declared
+  charset; then a CJK codec the bytes plainly are (Shift_JIS labelled utf-8, raw GBK headers);
+  then windows-1252 with replacement characters. Each fallback is a defect. Headers with raw
+  8-bit bytes are decoded the same way; encoded-words are decoded tolerantly (raw 8-bit inside,
+  missing padding, a character split across words).
+* Text body: the text/plain parts, unless they are all empty, then the first HTML part as text.
+* Calendar invites (text/calendar, .ics) are attachments of the kind "calendar" (nameless ones
+  are called invite.ics). A message/partial fragment is kept as an attachment (partial-N.eml),
+  with a defect; fragments are not reassembled.
+* Header sizes are capped as the parser reads them (_cap_header: the email package is
+  quadratic in MIME parameters), each cut a defect.
 * Every str in the result is free of NUL and of lone surrogates (safe for PostgreSQL text and
   UTF-8 encoding); such characters become U+FFFD (in file names they are dropped). Defects
   never contain mail content (names, subjects, addresses, file names), only part numbers and
@@ -34,12 +44,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
+import contextvars
 import email
+import email.generator
 import email.header
 import email.parser
 import email.policy
 import hashlib
 import html as html_lib
+import io
 import quopri
 import re
 from dataclasses import dataclass, field
@@ -62,7 +76,67 @@ _MAX_HEADER_CHARS = 16384  # decoded at most; beyond that a header is cut (with 
 _MAX_MESSAGE_ID_CHARS = 998
 _FORWARD_MARK = "---------- Forwarded message ----------"
 
-_POLICY = email.policy.default
+_MAX_SOURCE_HEADER_CHARS = 65536  # any header, as the parser reads it (linear beyond that)
+_MAX_PARAM_HEADER_CHARS = 4096  # Content-Type / Content-Disposition (a long RFC 2231 name: 1000)
+_MAX_MIME_PARAMS = 64  # parameters of Content-Type / Content-Disposition kept
+_PARAM_HEADERS = frozenset({"content-type", "content-disposition"})
+_CUT: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("_CUT", default=None)
+
+
+def _cap_header(name: str, value: str) -> str:
+    """A header value as the email package may see it. Its structured-header parser is
+    quadratic in the number of MIME parameters (a Content-Type of 200 KB of "a=b;" took 4 s and
+    340 MB, 400 KB 14 s and 1.2 GB, past the worker's memory limit) and slow on any very long
+    value; it runs while the mail is parsed (boundaries, nested messages). So: any header at
+    most _MAX_SOURCE_HEADER_CHARS, Content-Type and Content-Disposition at most
+    _MAX_PARAM_HEADER_CHARS, _MAX_MIME_PARAMS parameters and as many encoded-words; each cut is
+    a defect."""
+    lname = name.strip().lower()
+    limit = _MAX_PARAM_HEADER_CHARS if lname in _PARAM_HEADERS else _MAX_SOURCE_HEADER_CHARS
+    cut = value[:limit]
+    if lname in _PARAM_HEADERS:
+        for token in (";", "=?"):  # parameters, encoded-words: each costs the parser dearly
+            if cut.count(token) > _MAX_MIME_PARAMS:
+                pos = -1
+                for _ in range(_MAX_MIME_PARAMS + 1):
+                    pos = cut.find(token, pos + 1)
+                cut = cut[:pos]
+    if len(cut) < len(value):
+        sink = _CUT.get()
+        if sink is not None:
+            sink.append(f"{_label(name)} header of {len(value)} characters cut to {len(cut)}")
+        if "\n" in value[-2:]:
+            cut = cut.rstrip("\r\n") + "\n"
+    return cut
+
+
+class _CappedPolicy(email.policy.EmailPolicy):
+    """policy.default, with every header value capped (_cap_header) as the parser reads it."""
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        return name, _cap_header(name, value)
+
+    def header_fetch_parse(self, name: str, value: str) -> object:
+        """As policy.default, with the parsed header objects (immutable) cached: the parser asks
+        for each part's Content-Type several times, and each time it was parsed again (a mail
+        of 3000 nested messages spent 6 of its 7 s there)."""
+        if hasattr(value, "name"):
+            return super().header_fetch_parse(name, value)
+        key = (name, value)
+        hit = _HEADER_CACHE.get(key)
+        if hit is None:
+            hit = super().header_fetch_parse(name, value)
+            if len(_HEADER_CACHE) >= 1024:
+                _HEADER_CACHE.clear()
+            _HEADER_CACHE[key] = hit
+        return hit
+
+
+_HEADER_CACHE: dict[tuple[str, str], object] = {}
+
+
+_POLICY = _CappedPolicy()
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
 _HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:")
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\]+")
@@ -171,52 +245,283 @@ def _headers_size(raw: bytes) -> int:
     return n
 
 
-def _decode_bytes(data: bytes, charset: str | None, where: str, defects: list[str]) -> str:
-    """Bytes to text with the declared charset; fallbacks UTF-8, then windows-1252 (replace)."""
-    label = (charset or "").strip().strip('"').lower() or None
-    tried = label or "us-ascii"
+# --- charsets ---------------------------------------------------------------------------------
+# WHATWG Encoding Standard labels (what browsers and mail clients do): a label names the superset
+# real senders mean. Others are looked up in Python's codecs.
+_WHATWG_LABELS = {
+    **dict.fromkeys(
+        (
+            *(
+                "us-ascii",
+                "ascii",
+                "ansi_x3.4-1968",
+                "iso-8859-1",
+                "iso8859-1",
+                "iso_8859-1",
+                "latin1",
+            ),
+            *("latin-1", "l1", "iso-ir-100", "cp819", "ibm819", "csisolatin1", "iso88591"),
+            *("iso_8859-1:1987", "windows-1252", "cp1252", "x-cp1252", "us", "646"),
+        ),
+        "cp1252",
+    ),
+    **dict.fromkeys(
+        (
+            *("gb2312", "gbk", "x-gbk", "cp936", "ms936", "windows-936", "chinese", "csgb2312"),
+            *("gb_2312-80", "gb_2312", "iso-ir-58", "csiso58gb231280", "x-euc-cn", "euc-cn"),
+        ),
+        "gb18030",
+    ),
+    **dict.fromkeys(("gb18030",), "gb18030"),
+    **dict.fromkeys(("big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5"), "big5hkscs"),
+    **dict.fromkeys(
+        (
+            *("shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "csshiftjis", "windows-31j"),
+            *("ms932", "cp932", "x-ms-cp932"),
+        ),
+        "cp932",
+    ),
+    **dict.fromkeys(
+        (
+            *("euc-kr", "ks_c_5601-1987", "ks_c_5601-1989", "ksc5601", "ksc_5601", "korean"),
+            *("csksc56011987", "iso-ir-149", "windows-949", "cp949", "cseuckr", "x-windows-949"),
+        ),
+        "cp949",
+    ),
+    **dict.fromkeys(("iso-8859-8-i", "csiso88598i", "logical", "iso-8859-8-e"), "iso8859_8"),
+    **dict.fromkeys(("iso-8859-6-i", "iso-8859-6-e"), "iso8859_6"),
+    **dict.fromkeys(("iso-8859-9", "latin5", "l5", "iso8859-9", "windows-1254"), "cp1254"),
+    **dict.fromkeys(("iso-8859-11", "tis-620", "dos-874", "windows-874"), "cp874"),
+    **dict.fromkeys(("x-mac-roman", "macintosh", "mac", "csmacintosh"), "mac_roman"),
+    **dict.fromkeys(("x-mac-cyrillic", "x-mac-ukrainian"), "mac_cyrillic"),
+    **dict.fromkeys(
+        ("unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "x-unicode20utf8"), "utf-8"
+    ),
+    **dict.fromkeys(("utf8", "utf-8"), "utf-8"),
+}
+_CJK_CODECS = frozenset({"gb18030", "big5hkscs", "cp932", "cp949", "euc_jp", "iso2022_jp"})
+_ASCII_BYTES = bytes(range(128))
+_UTF8_SEQ = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_CJK_TEXT = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uff00-\uffef]")
+_ISOLATED_HIGH = re.compile(rb"(?<![\x80-\xff])[\x80-\xff](?![\x80-\xff])")
+
+
+def _codec(label: str | None) -> str | None:
+    """The Python codec for a charset label (WHATWG mapping first), or None if unknown."""
+    if not label:
+        return None
+    key = label.strip().strip("\"'").strip().lower()
+    if key in _WHATWG_LABELS:
+        return _WHATWG_LABELS[key]
+    if not key or len(key) > 40:
+        return None
     try:
-        return data.decode(tried)
-    except LookupError:
-        defects.append(f"unknown charset {_label(tried)} in {where}")
-    except Exception:  # UnicodeDecodeError, and odd codecs that raise other errors
-        if label is None:
-            defects.append(f"8-bit text without charset in {where}")
-        else:
-            defects.append(f"bytes invalid in declared charset {_label(tried)} in {where}")
-    if tried.replace("_", "-") not in ("utf-8", "utf8"):
+        name = codecs.lookup(key).name
+    except (LookupError, ValueError):
+        return None
+    return _WHATWG_LABELS.get(name.replace("_", "-"), name)
+
+
+def _utf8_share(data: bytes) -> tuple[int, int]:
+    """(valid multi-byte UTF-8 sequences, high bytes outside them)."""
+    high = len(data.translate(None, _ASCII_BYTES))
+    seqs = _UTF8_SEQ.findall(data)
+    return len(seqs), high - sum(len(s) for s in seqs)
+
+
+def _sniff_cjk(data: bytes) -> str | None:
+    """A CJK double-byte codec the bytes are plainly written in, or None. Latin text decoded
+    in a CJK codec comes out as Han characters too; it is told apart by its high bytes, which
+    stand alone between ASCII letters, while CJK text has them in runs."""
+    high = len(data.translate(None, _ASCII_BYTES))
+    if high < 4:
+        return None
+    sample = data[: 1 << 16]
+    isolated = len(_ISOLATED_HIGH.findall(sample))
+    sample_high = len(sample.translate(None, _ASCII_BYTES))
+    for codec in ("cp932", "euc_jp", "cp949", "gb18030", "big5hkscs"):
         try:
-            text = data.decode("utf-8")
+            text = sample.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        wide = [c for c in text if ord(c) > 127]
+        if not wide:
+            continue
+        cjk = len(_CJK_TEXT.findall(text))
+        if cjk < 0.95 * len(wide):
+            continue
+        if codec in ("cp932", "euc_jp"):
+            if len(_KANA.findall(text)) >= 0.1 * len(wide):
+                return codec
+        elif codec == "cp949":
+            if len(_HANGUL.findall(text)) >= 0.9 * len(wide) and isolated * 10 < sample_high:
+                return codec
+        elif isolated * 10 < sample_high:
+            return codec
+    return None
+
+
+def _decode_bytes(data: bytes, charset: str | None, where: str, defects: list[str]) -> str:
+    """Bytes to text. The declared charset is read as the WHATWG Encoding Standard says
+    (iso-8859-1 and us-ascii as windows-1252, gb2312 as GB18030, ...); non-ASCII bytes that
+    are valid UTF-8 are UTF-8 whatever the label says (the most common mislabelling), and mostly
+    valid UTF-8 stays UTF-8 with replacement characters. Then the declared charset, a CJK
+    codec the bytes plainly are, windows-1252 with replacement characters. Each fallback is a
+    defect."""
+    label = (charset or "").strip().strip('"').strip().lower() or None
+    codec = _codec(label)
+    if label and codec is None:
+        defects.append(f"unknown charset {_label(label)} in {where}")
+    if codec is not None and codec.replace("-", "_").startswith(
+        ("utf_16", "utf_32", "utf_7", "iso2022", "hz")
+    ):
+        try:  # not ASCII-compatible: the label is all we have
+            return data.decode(codec)
+        except Exception:
+            defects.append(f"bytes invalid in declared charset {_label(label)} in {where}")
+    elif codec is None and b"\x1b$" in data and data.isascii():
+        try:  # ISO-2022-JP without a label (old Japanese mail)
+            text = data.decode("iso2022_jp")
         except UnicodeDecodeError:
             pass
         else:
+            defects.append(f"{where} decoded as iso-2022-jp")
+            return text
+    if data.isascii():
+        return data.decode("ascii")
+    if codec is None and label is None:
+        defects.append(f"8-bit text without charset in {where}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if codec not in (None, "utf-8"):
+            defects.append(f"{where} declared {_label(label)} but is utf-8")
+        elif codec is None:
             defects.append(f"{where} decoded as utf-8")
+        return text
+    if codec == "utf-8":
+        defects.append(f"bytes invalid in declared charset {_label(label)} in {where}")
+    valid, invalid = _utf8_share(data)
+    if codec not in _CJK_CODECS and valid and invalid <= valid:
+        defects.append(f"{where} mostly utf-8, {invalid} invalid bytes replaced")
+        return data.decode("utf-8", errors="replace")
+    if codec is not None and codec != "utf-8":
+        try:
+            return data.decode(codec)
+        except Exception:
+            defects.append(f"bytes invalid in declared charset {_label(label)} in {where}")
+    sniffed = _sniff_cjk(data)
+    if sniffed is not None and sniffed != codec:
+        try:
+            text = data.decode(sniffed)
+        except UnicodeDecodeError:
+            pass
+        else:
+            defects.append(f"{where} decoded as {sniffed}")
             return text
     defects.append(f"{where} decoded as windows-1252")
     return data.decode("cp1252", errors="replace")
 
 
+_ENCODED_WORD = re.compile(rb"=\?([^?\s*]{1,60})(?:\*[^?\s]{0,20})?\?([bBqQ])\?([^?\s]*?)\?=")
+_WORD_GAP = re.compile(rb"[ \t\r\n]*")
+
+
+def _word_bytes(encoding: bytes, payload: bytes) -> bytes:
+    if encoding in (b"b", b"B"):
+        payload = re.sub(rb"[^A-Za-z0-9+/]", b"", payload)
+        if len(payload) % 4 == 1:
+            payload = payload[:-1]
+        payload += b"=" * (-len(payload) % 4)
+        try:
+            return base64.b64decode(payload)
+        except (binascii.Error, ValueError):
+            return b""
+    return re.sub(
+        rb"=([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), payload.replace(b"_", b" ")
+    )
+
+
+def _decode_words(data: bytes, defects: list[str] | None = None, where: str = "") -> str:
+    """A header value with RFC 2047 encoded-words decoded, tolerantly: raw 8-bit bytes inside a
+    word, missing padding, adjacent words of one charset that split a character, charsets read
+    as _decode_bytes reads them. Text outside words is UTF-8 (or sniffed) as in _decode_bytes."""
+    sink: list[str] = [] if defects is None else defects
+    out: list[str] = []
+    pos = 0
+    pending: tuple[bytes, bytearray] | None = None  # (charset, bytes) of adjacent words
+
+    def flush() -> None:
+        nonlocal pending
+        if pending is not None:
+            out.append(_decode_bytes(bytes(pending[1]), pending[0].decode("latin-1"), where, sink))
+            pending = None
+
+    for m in _ENCODED_WORD.finditer(data):
+        gap = data[pos : m.start()]
+        if pending is None or _WORD_GAP.fullmatch(gap) is None:
+            flush()
+            if gap:
+                out.append(_decode_bytes(gap, None, where, sink))
+        charset = m.group(1).lower()
+        decoded = _word_bytes(m.group(2), m.group(3))
+        if pending is not None and pending[0] == charset:
+            pending[1].extend(decoded)
+        else:
+            flush()
+            pending = (charset, bytearray(decoded))
+        pos = m.end()
+    flush()
+    if pos < len(data):
+        out.append(_decode_bytes(data[pos:], None, where, sink))
+    return "".join(out)
+
+
 def _normalise_headers(part: Message, where: str, defects: list[str]) -> None:
     """Re-decode header values that carry raw 8-bit bytes (surrogate-escaped by the parser):
-    UTF-8 if valid, else windows-1252. Header order and duplicates are kept."""
+    UTF-8 if valid, else a CJK codec the bytes plainly are, else windows-1252; an encoded-word
+    with raw 8-bit inside (which the email package leaves undecoded) is decoded with its own
+    charset. Header order and duplicates are kept."""
     items = list(part.raw_items())
     if not any(_SURROGATES.search(v) for _, v in items if isinstance(v, str)):
         return
     fixed = []
     for name, value in items:
         if isinstance(value, str) and _SURROGATES.search(value):
-            data = value.encode("ascii", "surrogateescape")
+            data = value.encode("utf-8", "surrogateescape")
             try:
-                value = data.decode("utf-8")
+                data.decode("utf-8")
             except UnicodeDecodeError:
-                value = data.decode("cp1252", errors="replace")
                 defects.append(f"8-bit non-UTF-8 bytes in header {_label(name)} of {where}")
-            value = _clean(value)
+            value = _clean(_decode_8bit_header(data))
         fixed.append((name, value))
     for name in {n.lower() for n, _ in items}:
         del part[name]
     for name, value in fixed:
         part.set_raw(name, value)
+
+
+def _decode_8bit_header(data: bytes) -> str:
+    """A raw header value with 8-bit bytes: encoded-words holding 8-bit bytes are decoded with
+    their charset, the rest as UTF-8 or sniffed (_decode_bytes without a label)."""
+    scratch: list[str] = []  # the caller records one defect per header
+    out, pos = [], 0
+    for m in _ENCODED_WORD.finditer(data):
+        if m.group(3).isascii():
+            continue
+        out.append(_decode_bytes(data[pos : m.start()], None, "", scratch))
+        out.append(_decode_words(m.group(0), scratch))
+        pos = m.end()
+    out.append(_decode_bytes(data[pos:], None, "", scratch))
+    return "".join(out)
 
 
 def _raw_values(msg: Message, name: str) -> list[str]:
@@ -225,15 +530,13 @@ def _raw_values(msg: Message, name: str) -> list[str]:
 
 
 def _decode_unstructured(value: str) -> str:
-    """An unstructured header value (or a file name) with RFC 2047 encoded-words decoded."""
+    """An unstructured header value (or a file name) with RFC 2047 encoded-words decoded
+    (tolerantly, see _decode_words)."""
     value = _unfold(value)
     try:
-        text = str(_POLICY.header_factory("subject", value))
+        text = _decode_words(value.encode("utf-8", "surrogateescape"))
     except Exception:
-        try:
-            text = str(email.header.make_header(email.header.decode_header(value)))
-        except Exception:
-            text = value
+        text = value
     return _clean(text)
 
 
@@ -391,9 +694,9 @@ class _Body:
     forwarded: list[str] = field(default_factory=list)
 
     def text(self) -> str:
-        if self.plain:
-            main = "\n\n".join(self.plain)
-        elif self.html:
+        if any(p.strip() for p in self.plain):
+            main = "\n\n".join(p for p in self.plain if p.strip())
+        elif self.html:  # no text/plain, or only empty ones (clients that send an empty one)
             main = html_to_text(self.html[0])
         else:
             main = ""
@@ -515,6 +818,9 @@ def _visit_container(
     if depth >= MAX_DEPTH:
         walk.defects.append(f"MIME nesting deeper than {MAX_DEPTH} in {where}, ignored")
         return
+    if ctype == "message/partial":
+        _keep_partial(part, where, walk)
+        return
     if ctype.startswith("message/"):
         if ctype not in ("message/rfc822", "message/global"):
             return  # delivery-status and the like: header blocks, not content
@@ -534,6 +840,31 @@ def _visit_container(
     for child in children if isinstance(children, list) else []:
         if isinstance(child, Message):
             _visit(child, walk, body, depth + 1)
+
+
+def _keep_partial(part: Message, where: str, walk: _Walk) -> None:
+    """A message/partial fragment (RFC 2046 5.2.2) is never dropped: it is kept as an attachment
+    (its content as sent), with a defect; fragments are not reassembled across mails."""
+    data = b""
+    try:
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else payload
+        if isinstance(inner, Message):
+            buf = io.BytesIO()
+            email.generator.BytesGenerator(buf, mangle_from_=False, policy=_POLICY).flatten(inner)
+            data = buf.getvalue()
+        elif isinstance(inner, str):
+            data = inner.encode("utf-8", "surrogateescape")
+    except Exception:
+        walk.defects.append(f"message/partial in {where} not readable")
+    number, total = (_param(part, n) or "" for n in ("number", "total"))
+    number = number if number.isascii() and number.isdigit() else "?"
+    total = total if total.isascii() and total.isdigit() else "?"
+    walk.defects.append(
+        f"message/partial fragment {number[:6]} of {total[:6]} in {where} kept as attachment"
+    )
+    name = "partial" if number == "?" else f"partial-{number[:6]}"
+    walk.attachments.append(Attachment(walk.unique(f"{name}.eml"), None, "message/partial", data))
 
 
 def _visit_leaf(part: Message, ctype: str, where: str, walk: _Walk, body: _Body) -> list[str]:
@@ -557,7 +888,8 @@ def _visit_leaf(part: Message, ctype: str, where: str, walk: _Walk, body: _Body)
         (body.plain if ctype == "text/plain" else body.html).append(text)
         return spill_defects
     kind = detect_kind(data if path is None else path)
-    fallback = "attachment" + KIND_EXTENSIONS.get(kind or "", "")
+    base = "invite" if kind == "calendar" else "attachment"
+    fallback = base + KIND_EXTENSIONS.get(kind or "", "")
     name = walk.unique(sanitize_filename(filename, fallback=fallback))
     original = _clean(filename) if filename is not None else None
     walk.attachments.append(Attachment(name, original, ctype, data, path=path))
@@ -599,6 +931,14 @@ def _parse_message(raw: bytes, defects: list[str]) -> Message:
 
 def _parse(raw: bytes, spilled: Spilled | None = None) -> ParsedMail:
     defects: list[str] = list(spilled.defects) if spilled is not None else []
+    token = _CUT.set(defects)  # header cuts (_cap_header) are defects of this mail
+    try:
+        return _parse_with(raw, spilled, defects)
+    finally:
+        _CUT.reset(token)
+
+
+def _parse_with(raw: bytes, spilled: Spilled | None, defects: list[str]) -> ParsedMail:
     msg = _parse_message(raw, defects)
     walk = _Walk(defects, spilled=spilled)
     body = _Body()

@@ -214,7 +214,44 @@ def test_sniff_labels(data, label):
 
 
 def test_allowed_kinds():
-    assert ALLOWED_KINDS == ("pdf", "png", "jpg", "docx", "xlsx")
+    assert ALLOWED_KINDS == ("pdf", "png", "jpg", "docx", "xlsx", "calendar")
+
+
+ICS = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//y//EN\r\nEND:VCALENDAR\r\n"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [ICS, b"\xef\xbb\xbf" + ICS, b"\r\n  " + ICS, ICS.lower(), ICS.replace(b"\r\n", b"\n")],
+)
+def test_calendar_detected_by_content(data):
+    """Issue 10: calendar invites were nameless refused attachments; they are a kind of their
+    own, accepted whatever the name, refused when a .ics name holds something else."""
+    assert sniff(data) == "calendar"
+    assert detect_kind(data) == "calendar"
+    assert decide("invite.ics", data, 1000) == Decision(True, "calendar", None)
+    assert decide("Einladung", data, 1000) == Decision(True, "calendar", None)
+    assert decide("invite.pdf", data, 1000).accepted is False
+
+
+@pytest.mark.parametrize(
+    "data", [b"BEGIN:VCALENDARX\r\n", b"X BEGIN:VCALENDAR\r\n", b"BEGIN:VCARD\r\n", b"BEGIN"]
+)
+def test_not_calendar(data):
+    assert sniff(data) != "calendar"
+
+
+def test_ics_name_with_other_content_is_refused():
+    assert decide("invite.ics", EXE, 1000) == Decision(False, None, "type not allowed: exe")
+    assert decide("invite.ics", PDF, 10_000) == Decision(
+        False, "pdf", "name says .ics but content is pdf"
+    )
+
+
+def test_calendar_on_disk(tmp_path):
+    path = tmp_path / "big.ics"
+    path.write_bytes(ICS + b"X-PAD:" + b"a" * 100_000 + b"\r\n")
+    assert detect_kind(path) == "calendar"
 
 
 # --- decide -----------------------------------------------------------------------------------
