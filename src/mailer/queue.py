@@ -20,6 +20,8 @@ class Entry:
     raw: bytes
     deliveries: int = 1
     spooled: str | None = None
+    # set for a mail the fetcher could not fetch: stored raw and flagged, with this reason
+    flag: str | None = None
 
 
 class MailQueue:
@@ -46,7 +48,13 @@ class MailQueue:
                 raise
 
     def enqueue(
-        self, source: str, source_id: str, external_id: str, raw: bytes, spooled: str | None = None
+        self,
+        source: str,
+        source_id: str,
+        external_id: str,
+        raw: bytes,
+        spooled: str | None = None,
+        flag: str | None = None,
     ) -> bool:
         """Add a fetched mail (its bytes, or the name of its spool file) unless it was enqueued
         before (a guard key per source id, so a mail fetched again before its commit is not
@@ -59,6 +67,8 @@ class MailQueue:
             fields[b"raw"] = raw
         else:
             fields[b"spooled"] = spooled
+        if flag is not None:
+            fields[b"flag"] = flag
         try:
             self.r.xadd(self.stream, fields)
         except Exception:
@@ -123,6 +133,7 @@ class MailQueue:
             fields.get(b"raw", b""),
             deliveries,
             spooled,
+            s(b"flag") if b"flag" in fields else None,
         )
 
     def read(self, consumer: str, *, block_ms: int = 1000, count: int = 1) -> list[Entry]:

@@ -113,9 +113,20 @@ class Fetcher:
         self.skipped.add(uid)
         metrics.FETCH_SKIPPED.labels(self.cfg.profile).inc()
         log.error(
-            "mail could not be fetched; skipped until the mailer restarts, left in the mailbox",
+            "mail could not be fetched; skipped until the mailer restarts, left in the mailbox, "
+            "recorded as unprocessed",
             extra={"uid": uid, "attempts": count, "error": str(exc)},
         )
+        # A row for a person, under an id of its own: stored under the real UID, a partial copy
+        # would count as the mail (and SOURCE_DELETE_AFTER_STORE would delete the original).
+        why = (
+            f"could not be fetched from the mailbox after {count} attempts ({str(exc)[:300]}); "
+            f"it is still there under UID {uid}"
+        )
+        try:
+            self.queue.enqueue(self.source.name, f"{uid}#unfetchable", uid, b"", None, flag=why)
+        except Exception as qexc:  # the queue is down: the log line above stays the record
+            log.warning("could not record the unfetchable mail", extra={"error": str(qexc)})
 
     def poll_once(self) -> int:
         added = 0

@@ -244,6 +244,9 @@ class Worker:
             self.queue.release(entry.source, entry.source_id)
             self.queue.ack(entry)
             return
+        if entry.flag is not None:  # the fetcher could not fetch it: kept for a person
+            self._store_unprocessed(entry, start, why=entry.flag)
+            return
         if entry.deliveries > POISON_DELIVERIES:
             self._store_unprocessed(entry, start)
             return
@@ -328,7 +331,7 @@ class Worker:
         if entry.spooled is not None:
             self.spool.remove(entry.spooled)
 
-    def _store_unprocessed(self, entry: Entry, start: float) -> None:
+    def _store_unprocessed(self, entry: Entry, start: float, why: str | None = None) -> None:
         """Store a poison mail raw, flagged 'unprocessed', and tell the staff address: it is
         kept for a person instead of crashing the worker forever or being dropped. Nothing here
         parses the mail, so nothing here can fail the way its processing did."""
@@ -341,7 +344,9 @@ class Worker:
             src = self.spool.path(entry.spooled)
             fingerprint, raw, raw_size = sha256_file(src), None, src.stat().st_size
             raw_path = self.spool.keep_raw(entry.spooled, fingerprint, now)
-        why = f"processing failed on {entry.deliveries - 1} deliveries; stored raw, not parsed"
+        why = (
+            why or f"processing failed on {entry.deliveries - 1} deliveries; stored raw, not parsed"
+        )
         notice = OutboxRow(
             "notification",
             cfg.staff_address,

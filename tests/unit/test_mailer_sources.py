@@ -576,9 +576,13 @@ def test_imap_search_line_over_imaplibs_limit(servers, pki):
 class _Queue:
     def __init__(self):
         self.entries: list[str] = []
+        self.flagged: dict[str, str] = {}  # source id -> why (recorded as unprocessed)
 
-    def enqueue(self, source, source_id, external_id, raw, spooled=None) -> bool:
-        self.entries.append(source_id)
+    def enqueue(self, source, source_id, external_id, raw, spooled=None, flag=None) -> bool:
+        if flag is not None:
+            self.flagged[source_id] = flag
+        else:
+            self.entries.append(source_id)
         return True
 
     def enqueued(self, source, ids):
@@ -618,6 +622,10 @@ def test_a_mail_that_cannot_be_fetched_is_skipped_after_3_tries(servers, pki, ca
     stop.set()
     thread.join(5)
     assert queue.entries == ["uid-2"]
+    # recorded for a person under an id of its own; the mail itself stays in the mailbox
+    assert list(queue.flagged) == ["uid-1#unfetchable"]
+    assert "after 3 attempts" in queue.flagged["uid-1#unfetchable"]
+    assert "UID uid-1" in queue.flagged["uid-1#unfetchable"]
     retr_1 = [c for c in server.commands if c == "RETR 1"]
     assert len(retr_1) == service.FETCH_ATTEMPTS
     assert _sample("mailbox_fetch_failures_total", "unit-skip") == 3
@@ -659,6 +667,7 @@ def test_imap_a_mail_that_cannot_be_fetched_is_skipped_after_3_tries(servers, pk
     finally:
         source.close()
     assert queue.entries == ["7:2"]
+    assert list(queue.flagged) == ["7:1#unfetchable"]
     assert _sample("mailbox_fetch_skipped_total", "unit-skip-imap") == 1
     body_fetches = [c for c in server.commands if "FETCH 1 (BODY.PEEK[])" in c]
     assert len(body_fetches) == service.FETCH_ATTEMPTS
