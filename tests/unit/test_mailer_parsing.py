@@ -756,3 +756,189 @@ def test_message_partial_is_kept():
     assert att.declared_type == "message/partial"
     assert b"fragment two" in att.data
     assert "message/partial fragment 2 of 3 in part 1 kept as attachment" in p.defects
+
+
+# --- TNEF (winmail.dat) --------------------------------------------------------------------------
+def _tnef_object(level: int, name: int, kind: int, data: bytes) -> bytes:
+    checksum = sum(data) & 0xFFFF
+    return (
+        bytes([level])
+        + name.to_bytes(2, "little")
+        + kind.to_bytes(2, "little")
+        + len(data).to_bytes(4, "little")
+        + data
+        + checksum.to_bytes(2, "little")
+    )
+
+
+def _tnef(*objects: bytes) -> bytes:
+    return b"\x78\x9f\x3e\x22" + b"\x01\x00" + b"".join(objects)
+
+
+def _tnef_attachment(name: bytes, data: bytes) -> bytes:
+    return (
+        _tnef_object(2, 0x9002, 0x0006, b"\x01\x00" + b"\xff" * 12)  # rendering data: starts one
+        + _tnef_object(2, 0x8010, 0x0001, name + b"\x00")  # title (8.3 name)
+        + _tnef_object(2, 0x800F, 0x0006, data)  # its bytes
+    )
+
+
+PDF_BYTES = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+
+
+def _winmail_mail(tnef: bytes, ctype: bytes = b"application/ms-tnef") -> bytes:
+    return _mail(
+        b'Content-Type: multipart/mixed; boundary="b"\r\n',
+        b"--b\r\nContent-Type: text/plain\r\n\r\nsiehe Anhang\r\n"
+        b"--b\r\nContent-Type: " + ctype + b'; name="winmail.dat"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(tnef) + b"--b--\r\n",
+    )
+
+
+def test_tnef_attachments_are_extracted():
+    """Issue 10: Outlook's winmail.dat hid the PDF inside it. Its files become attachments of
+    their own; the winmail.dat stays (refused by type), so nothing the sender sent is lost."""
+    tnef = _tnef(
+        _tnef_object(1, 0x9006, 0x0008, b"\x00\x00\x01\x00"),  # TNEF version
+        _tnef_attachment(b"RECHNU~1.PDF", PDF_BYTES),
+        _tnef_attachment(b"BILD.PNG", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20),
+    )
+    p = parse(_winmail_mail(tnef))
+    assert names(p) == ["winmail.dat", "RECHNU~1.PDF", "BILD.PNG"]
+    assert p.attachments[1].data == PDF_BYTES
+    assert p.attachments[1].declared_type == "application/pdf"
+    assert decisions(p)["RECHNU~1.PDF"] == (True, "pdf", None)
+    assert decisions(p)["winmail.dat"][0] is False
+    assert p.text == "siehe Anhang"
+    assert not [d for d in p.defects if "TNEF" in d]
+
+
+def test_tnef_found_by_content_and_by_name():
+    tnef = _tnef(_tnef_attachment(b"A.PDF", PDF_BYTES))
+    assert names(parse(_winmail_mail(tnef, b"application/octet-stream"))) == [
+        "winmail.dat",
+        "A.PDF",
+    ]
+
+
+@pytest.mark.parametrize(
+    "tnef",
+    [
+        b"\x78\x9f\x3e\x22",  # signature only
+        _tnef(b"\x02\x05\x90" + b"\xff" * 40),  # truncated object
+        # MAPI property lists whose counts tnefparse trusts (4 billion loop turns)
+        _tnef(_tnef_object(1, 0x9003, 0x0006, b"\xff\xff\xff\xff" + b"\x00" * 8)),
+        _tnef(_tnef_object(1, 0x9003, 0x0006, b"\x01\x00\x00\x00\x02\x10\x00\x00\xff\xff\xff\xff")),
+        _tnef(_tnef_object(1, 0x9004, 0x0006, b"\xff\xff\xff\x7f" + b"\x00" * 8)),
+        _tnef(_tnef_object(2, 0x9005, 0x0006, b"\x01\x00\x00\x00\x02\x01\x00\x00\xff\xff\xff\xff")),
+        _tnef(*[_tnef_object(1, 0x8004, 0x0001, b"")] * 30_000),  # many objects
+    ],
+)
+def test_malformed_tnef_is_kept_and_bounded(tnef):
+    start = time.perf_counter()
+    p = parse(_winmail_mail(tnef))
+    assert time.perf_counter() - start < 2.0
+    assert names(p)[0] == "winmail.dat"
+    assert p.attachments[0].data == tnef
+
+
+# --- limits ----------------------------------------------------------------------------------
+def _bounded(raw: bytes, seconds: float = 5.0, mib: int = 256) -> ParsedMail:
+    """parse(raw), checked to finish within `seconds` (generous: tracemalloc slows it, and a
+    loaded CI machine more) and to allocate less than `mib` MiB at its peak."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        p = parse(raw)
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(p, ParsedMail)
+    assert elapsed < seconds, f"{elapsed:.1f} s"
+    assert peak < mib * MB, f"{peak / MB:.0f} MiB"
+    assert len(p.defects) <= MAX_DEFECTS
+    assert_clean_strings(p)
+    return p
+
+
+@pytest.mark.parametrize("length", [76, 77, 78, 998, 999, 1000, 1001, 16383, 16384, 16385])
+@pytest.mark.parametrize("name", [b"Subject", b"To", b"From", b"Content-Type", b"X-Long"])
+def test_header_lengths_at_and_over_the_limits(name, length):
+    prefix = name + b": "
+    filler = {b"To": b"a@b.example, ", b"From": b"x <a@b.example> "}.get(name, b"abc; ")
+    if name == b"Content-Type":
+        prefix += b"text/plain; "
+    value = (filler * (length // len(filler) + 1))[: max(0, length - len(prefix))]
+    p = _bounded(b"Message-ID: <l@x>\r\n" + prefix + value + b"\r\n\r\nbody\r\n", seconds=2)
+    assert p.message_id == "l@x"
+    assert p.text.startswith("body")
+
+
+@pytest.mark.parametrize("length", [998, 999, 1000, 1 << 16, 1 << 20, 8 << 20])
+def test_body_line_lengths(length):
+    p = _bounded(_mail(b"Content-Type: text/plain\r\n", b"x" * length + b"\r\nend\r\n"))
+    assert p.text.endswith("end\n")
+
+
+def test_folded_header_of_100000_lines():
+    p = _bounded(_mail(b"X-Folded: a\r\n" + b" b\r\n" * 100_000 + b"Subject: after\r\n"))
+    assert p.subject == "after"
+
+
+def test_huge_header_block_is_cut_and_bounded():
+    raw = _mail(b"To: " + b"a@b.example, " * 200_000 + b"\r\nSubject: s\r\n")
+    p = _bounded(raw)
+    assert p.subject == "s"
+    assert any(d.startswith("To header of ") for d in p.defects)
+
+
+@pytest.mark.parametrize("depth", [21, 200, 2000])
+def test_deep_multipart_nesting(depth):
+    raw = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    raw += b"Content-Type: text/plain\r\n\r\ndeep\r\n"
+    p = _bounded(raw)
+    assert any("nesting deeper" in d or "not parseable" in d for d in p.defects)
+
+
+@pytest.mark.parametrize("depth", [21, 200, 2000])
+def test_deep_message_rfc822_nesting(depth):
+    raw = b"From: a@example.org\r\nContent-Type: message/rfc822\r\n\r\n" * depth
+    raw += b"From: a@example.org\r\nSubject: innermost\r\n\r\ndeep\r\n"
+    p = _bounded(raw)
+    assert p.sender == "a@example.org"
+    assert any("nesting deeper" in d or "not parseable" in d for d in p.defects)
+
+
+@pytest.mark.parametrize("depth", [200, 2000])
+def test_deep_nesting_with_closing_boundaries(depth):
+    opening = b"".join(
+        b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (i, i + 1)
+        for i in range(depth)
+    )
+    closing = b"".join(b"--b%d--\r\n" % i for i in reversed(range(depth + 1)))
+    raw = b'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n' + opening
+    raw += b"--b%d\r\nContent-Type: application/pdf\r\n\r\n%%PDF-1\r\n" % depth + closing
+    _bounded(raw)
+
+
+def test_10000_parts():
+    parts = b"".join(
+        b'--b\r\nContent-Type: application/pdf; name="f%d.pdf"\r\n\r\n%%PDF-1\r\n' % i
+        for i in range(10_000)
+    )
+    raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
+    p = _bounded(raw, seconds=30)
+    assert len(p.attachments) == 999
+    assert "more than 1000 MIME parts, the rest ignored" in p.defects
+
+
+def test_10000_parts_each_with_many_parameters():
+    header = b"Content-Type: application/pdf; " + b"a=b; " * 300
+    parts = b"".join(b"--b\r\n" + header + b"\r\n\r\n%PDF-1\r\n" for _ in range(10_000))
+    raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
+    p = _bounded(raw, seconds=30)
+    assert len(p.attachments) == 999
