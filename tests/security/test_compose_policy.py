@@ -176,3 +176,18 @@ def test_only_the_read_only_api_proxy_holds_the_docker_socket(variant):
     assert cfg["networks"]["docker-api"].get("internal") is True
     if "cadvisor" in services:
         assert "--docker=tcp://docker-api-proxy:2375" in services["cadvisor"]["command"]
+
+
+@pytest.mark.req("S10")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_compose_pull_skips_every_built_image(variant):
+    """What the policy buys, asked of Compose itself: `docker compose pull` of every service we
+    build skips it ("Skipped") instead of asking a registry for the stackcheck/* name."""
+    built = sorted(n for n, s in merged(variant)["services"].items() if s.get("build"))
+    compose = Compose("stackcheck-policy", STACK, VARIANTS[variant])
+    proc = compose.run("pull", *built, check=False, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    skipped = {ln.split()[0] for ln in out.splitlines() if ln.strip().endswith("Skipped")}
+    assert skipped == set(built), f"not skipped: {set(built) - skipped}\n{out}"
+    assert "Pulling" not in out and "Pulled" not in out, out
