@@ -6,7 +6,6 @@ hidden; a reviewer reads target, measured value, verdict and method side by side
 
 from __future__ import annotations
 
-import html
 import json
 import platform
 from dataclasses import asdict, dataclass, field
@@ -17,6 +16,11 @@ from stackcheck.catalogue import Catalogue
 from stackcheck.thresholds import Threshold
 
 PASS, FAIL, SKIPPED, NOT_COVERED = "pass", "fail", "skipped", "not covered"
+# a measurement over less than the window its target is defined for (e.g. 30 days of
+# availability): neither pass nor fail yet; the value and its projection are shown
+PROVISIONAL = "provisional"
+VERDICTS = (PASS, FAIL, PROVISIONAL, SKIPPED, NOT_COVERED)
+SAMPLE_KINDS = ("distribution", "timeline", "labelled")
 
 
 @dataclass
@@ -29,6 +33,35 @@ class Measurement:
 
 
 @dataclass
+class Samples:
+    """A test's raw samples behind a measurement, for the report's plots: `distribution` (a list
+    of values, e.g. per-mail latencies), `timeline` (seconds since the start at which each event
+    happened, e.g. each mail of a burst stored) or `labelled` (label -> value, e.g. per service)."""
+
+    values: list[float] | dict[str, float]
+    unit: str
+    how: str
+    test: str
+    kind: str = "distribution"
+
+
+def verdict_of(tests: dict[str, str], measurements: list) -> str:
+    """The verdict of one requirement from its tests' outcomes and its judged measurements
+    (Measurement objects or their dicts)."""
+    verdicts = [m["verdict"] if isinstance(m, dict) else m.verdict for m in measurements]
+    if not tests and not measurements:
+        return NOT_COVERED
+    outcomes = set(tests.values())
+    if "failed" in outcomes or FAIL in verdicts:
+        return FAIL
+    if PROVISIONAL in verdicts:
+        return PROVISIONAL
+    if "passed" in outcomes or (not outcomes and PASS in verdicts):
+        return PASS
+    return SKIPPED
+
+
+@dataclass
 class Entry:
     id: str
     group: str
@@ -36,19 +69,11 @@ class Entry:
     target: str
     tests: dict[str, str] = field(default_factory=dict)  # nodeid -> outcome
     measurements: list[Measurement] = field(default_factory=list)
+    samples: list[Samples] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
-        if not self.tests and not self.measurements:
-            return NOT_COVERED
-        outcomes = set(self.tests.values())
-        if "failed" in outcomes or any(m.verdict == FAIL for m in self.measurements):
-            return FAIL
-        if "passed" in outcomes or (
-            not outcomes and any(m.verdict == PASS for m in self.measurements)
-        ):
-            return PASS
-        return SKIPPED
+        return verdict_of(self.tests, self.measurements)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -77,23 +102,56 @@ class Evidence:
         tests[nodeid] = outcome
 
     def measure(
-        self, rid: str, value: float | str, *, unit: str = "", how: str, test: str = ""
+        self,
+        rid: str,
+        value: float | str,
+        *,
+        unit: str = "",
+        how: str,
+        test: str = "",
+        verdict: str | None = None,
     ) -> Measurement:
-        """Record a measured value; numeric values are judged against the ID's threshold."""
+        """Record a measured value; numeric values are judged against the ID's threshold unless
+        the caller decides the verdict (`verdict`, e.g. PROVISIONAL for a window too short)."""
         th = self.thresholds.get(rid)
-        verdict = None
         if th is not None and th.bound is not None and isinstance(value, int | float):
-            verdict = PASS if th.met_by(float(value)) else FAIL
+            if verdict is None:
+                verdict = PASS if th.met_by(float(value)) else FAIL
             unit = unit or th.unit
+        if verdict is not None and verdict not in (PASS, FAIL, PROVISIONAL):
+            raise ValueError(f"{rid}: a measurement's verdict is pass, fail or provisional")
         m = Measurement(value, unit, how, test, verdict)
         self.entries[rid].measurements.append(m)
         return m
 
+    def samples(
+        self,
+        rid: str,
+        values,
+        *,
+        unit: str = "",
+        how: str = "",
+        test: str = "",
+        kind: str | None = None,
+    ) -> Samples:
+        """Record raw samples (see Samples) for the report's plots; they judge nothing."""
+        if rid not in self.entries:
+            raise KeyError(rid)
+        if isinstance(values, dict):
+            kind = kind or "labelled"
+            values = {str(k): float(v) for k, v in values.items()}
+        else:
+            kind = kind or "distribution"
+            values = [float(v) for v in values]
+        if kind not in SAMPLE_KINDS or (kind == "labelled") != isinstance(values, dict):
+            raise ValueError(f"{rid}: samples of kind {kind!r} do not fit {type(values).__name__}")
+        th = self.thresholds.get(rid)
+        s = Samples(values, unit or (th.unit if th else ""), how, test, kind)
+        self.entries[rid].samples.append(s)
+        return s
+
     def summary(self) -> dict[str, int]:
-        counts: dict[str, int] = {PASS: 0, FAIL: 0, SKIPPED: 0, NOT_COVERED: 0}
-        for e in self.entries.values():
-            counts[e.verdict] += 1
-        return counts
+        return summarise(e.verdict for e in self.entries.values())
 
     def as_dict(self) -> dict:
         return {
@@ -101,8 +159,16 @@ class Evidence:
             "host": platform.node(),
             "context": self.context,
             "summary": self.summary(),
-            "requirements": [e.as_dict() for e in self.entries.values()],
+            "requirements": [self._with_bound(e.as_dict()) for e in self.entries.values()],
         }
+
+    def _with_bound(self, d: dict) -> dict:
+        """The numeric target beside its text, for trends and regressions in the report."""
+        th = self.thresholds.get(d["id"])
+        d["bound"] = th.bound if th else None
+        d["target_value"] = th.value if th else None
+        d["unit"] = th.unit if th else ""
+        return d
 
     def write(self, directory: Path) -> tuple[Path, Path]:
         directory.mkdir(parents=True, exist_ok=True)
@@ -114,54 +180,17 @@ class Evidence:
         return jpath, hpath
 
 
-_COLOURS = {PASS: "#d4edda", FAIL: "#f8d7da", SKIPPED: "#fff3cd", NOT_COVERED: "#e2e3e5"}
+def summarise(verdicts) -> dict[str, int]:
+    """Counts per verdict; "provisional" only appears once a requirement has that verdict, so
+    the summary of earlier reports keeps its four keys."""
+    counts: dict[str, int] = {PASS: 0, FAIL: 0, SKIPPED: 0, NOT_COVERED: 0}
+    for v in verdicts:
+        counts[v] = counts.get(v, 0) + 1
+    return counts
 
 
-def _measured_cell(req: dict) -> str:
-    parts = []
-    for m in req["measurements"]:
-        value = f"{m['value']:.4g}" if isinstance(m["value"], float) else str(m["value"])
-        unit = f" {m['unit']}" if m["unit"] else ""
-        mark = {PASS: " ✓", FAIL: " ✗"}.get(m["verdict"] or "", "")
-        parts.append(f"<b>{html.escape(value + unit)}</b>{mark}")
-    return "<br>".join(parts) or "—"
+def render_html(data: dict, history: list[dict] | None = None) -> str:
+    """The reviewer's page (stackcheck.report), for this evidence alone or with its history."""
+    from stackcheck.report import render  # report imports this module's verdicts
 
-
-def _how_cell(req: dict) -> str:
-    hows = [html.escape(m["how"]) for m in req["measurements"]]
-    tests = [f"<code>{html.escape(t)}</code>: {html.escape(o)}" for t, o in req["tests"].items()]
-    return "<br>".join(hows + tests) or "no test covers this requirement yet"
-
-
-def render_html(data: dict) -> str:
-    rows = []
-    for req in data["requirements"]:
-        colour = _COLOURS[req["verdict"]]
-        rows.append(
-            f"<tr style='background:{colour}'><td><b>{html.escape(req['id'])}</b></td>"
-            f"<td>{html.escape(req['requirement'])}</td><td>{html.escape(req['target'])}</td>"
-            f"<td>{_measured_cell(req)}</td><td>{html.escape(req['verdict'])}</td>"
-            f"<td class=how>{_how_cell(req)}</td></tr>"
-        )
-    summary = ", ".join(f"{v} {k}" for k, v in data["summary"].items())
-    context = "".join(
-        f"<li>{html.escape(k)}: {html.escape(str(v))}</li>" for k, v in data["context"].items()
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>SLA evidence</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; width: 100%; }}
-td, th {{ border: 1px solid #999; padding: 4px 8px; vertical-align: top; text-align: left; }}
-td.how {{ font-size: 85%; }}
-</style></head><body>
-<h1>SLA evidence</h1>
-<p>Generated {html.escape(data["generated"])} on {html.escape(data["host"])}.
-Requirements: {html.escape(summary)}.</p>
-<ul>{context}</ul>
-<table><thead><tr><th>ID</th><th>Requirement</th><th>Target</th><th>Measured</th>
-<th>Verdict</th><th>How it was measured</th></tr></thead>
-<tbody>
-{chr(10).join(rows)}
-</tbody></table></body></html>
-"""
+    return render(data, history or [])

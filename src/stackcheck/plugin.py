@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,16 @@ class SLA:
         """Record a measurement for the evidence report (judged if numeric and targeted)."""
         self._ev.measure(rid, value, unit=unit, how=how, test=self._nodeid)
 
+    def samples(
+        self, rid: str, values, *, unit: str = "", how: str = "", kind: str | None = None
+    ) -> None:
+        """Record the raw samples behind a measurement for the report's plots: a list of values
+        (a distribution, e.g. per-mail latencies), kind="timeline" for seconds since the start
+        at which each event happened (e.g. each mail of a burst stored), or a dict label ->
+        value (e.g. recovery seconds per service). Samples judge nothing: record or check the
+        summary value as well."""
+        self._ev.samples(rid, values, unit=unit, how=how, test=self._nodeid, kind=kind)
+
     def check(self, rid: str, value: float, *, how: str) -> None:
         """Record a measurement and fail the test if it misses the target."""
         th = self.threshold(rid)
@@ -284,26 +295,121 @@ def _attach_logs(item: pytest.Item, report: pytest.TestReport) -> None:
     report.extras = extras
 
 
-_session_start = [0.0]
+run_key = pytest.StashKey[dict]()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _session_start[0] = time.monotonic()
+    session.config.stash[run_key] = {
+        "t0": time.monotonic(),
+        "started": datetime.now(UTC),
+        "wall0": time.time(),
+        "deselected": 0,
+        "suites": [],
+        "collected": 0,
+    }
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_deselected(items) -> None:
+    if items:
+        config = items[0].config
+        state = config.stash.get(run_key, None)
+        if state is not None:
+            state["deselected"] += len(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash.get(run_key, None)
+    if state is not None:
+        found = {s for it in session.items for s in SUITES if it.get_closest_marker(s)}
+        state["suites"] = [s for s in SUITES if s in found]
+        state["collected"] = len(session.items)
+
+
+def _partial_reasons(session: pytest.Session, exitstatus: int, state: dict) -> list[str]:
+    """Why this run is not a complete one (history.py: what a complete run is); [] if it is."""
+    config = session.config
+    why = []
+    missing = [s for s in SUITES if s not in state["suites"]]
+    if missing:
+        why.append(f"did not collect the suites {', '.join(missing)}")
+    if state["deselected"]:
+        why.append(f"deselected {state['deselected']} tests")
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0])
+        if "::" in arg or path.is_file():
+            why.append(f"selected {arg}")
+    if exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop or session.shouldfail:
+        why.append("stopped early")
+    return why
+
+
+def _report_path(config: pytest.Config, opt: str) -> Path | None:
+    value = getattr(config.option, opt, None)
+    return Path(config.invocation_params.dir, value) if value else None
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    """After junitxml and pytest-html have written their files (this wrapper's code after the
+    yield runs once every plain implementation has): keep the run in reports/runs/, append it
+    to the history and rewrite the top-level evidence (stackcheck.history)."""
+    yield
     config = session.config
     if not config.stash.get(any_req_key, False) or hasattr(config, "workerinput"):
-        return  # a run of unit tests alone must not overwrite the evidence of an acceptance run
+        return  # a run that proved no requirement has no evidence to keep
+    from stackcheck import history, report
+
+    state = config.stash[run_key]
     ev = config.stash[evidence_key]
     ev.context.setdefault("python", platform.python_version())
-    ev.context["run duration (s)"] = f"{time.monotonic() - _session_start[0]:.1f}"
+    ev.context["run duration (s)"] = f"{time.monotonic() - state['t0']:.1f}"
     ev.context["pytest exit status"] = str(int(exitstatus))
-    jpath, hpath = ev.write(_path(config, config.option.stackcheck_evidence_dir))
-    config.stash[evidence_paths_key] = (jpath, hpath)
+    commit, dirty = history.git_commit(config.rootpath)
+    why = _partial_reasons(session, exitstatus, state)
+    selection = " ".join(config.invocation_params.args) or "(testpaths)"
+    ev.context.update(
+        {
+            "commit": commit + (" (uncommitted changes)" if dirty else ""),
+            "host": platform.node(),
+            "selection": selection,
+            "complete": "yes" if not why else "no: " + "; ".join(why),
+        }
+    )
+    directory = _path(config, config.option.stackcheck_evidence_dir)
+    run_dir = history.new_run_dir(directory, state["started"], commit)
+    finished = datetime.now(UTC)
+    data = ev.as_dict()
+    data["run"] = {
+        "id": run_dir.name,
+        "started": history.iso(state["started"]),
+        "finished": history.iso(finished),
+        "complete": not why,
+        "partial because": why,
+        "commit": commit,
+        "dirty": dirty,
+        "suites": state["suites"],
+        "tests collected": state["collected"],
+        "exit status": int(exitstatus),
+        "summary": data["summary"],
+        "context": dict(ev.context),
+    }
+    copied = history.copy_artifacts(
+        run_dir,
+        [_report_path(config, "xmlpath"), _report_path(config, "htmlpath")],
+        since=state["wall0"],
+    )
+    data["run"]["artifacts"] = copied
+    merged = history.publish(directory, data, run_dir=run_dir, render=report.render)
+    config.stash[evidence_paths_key] = (
+        directory / history.EVIDENCE_JSON,
+        directory / history.EVIDENCE_HTML,
+        run_dir,
+    )
+    config.stash[merged_key] = merged
 
 
-evidence_paths_key = pytest.StashKey[tuple[Path, Path]]()
+evidence_paths_key = pytest.StashKey[tuple[Path, Path, Path]]()
+merged_key = pytest.StashKey[dict]()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -312,6 +418,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     summary = config.stash[evidence_key].summary()
     terminalreporter.write_sep("-", "SLA evidence")
-    terminalreporter.write_line(", ".join(f"{n} {k}" for k, v in summary.items() for n in [v]))
+    terminalreporter.write_line(
+        "this run: " + ", ".join(f"{n} {k}" for k, v in summary.items() for n in [v])
+    )
+    merged = config.stash[merged_key]
+    base = merged.get("complete_run")
+    terminalreporter.write_line(
+        "report:   "
+        + ", ".join(f"{v} {k}" for k, v in merged["summary"].items())
+        + (
+            f" (complete run {base} + {len(merged['runs']) - 1} newer partial)"
+            if base
+            else f" (no complete run yet: {len(merged['runs'])} partial runs merged)"
+        )
+    )
     for p in paths:
         terminalreporter.write_line(f"  {p}")

@@ -5,7 +5,16 @@ import json
 import pytest
 
 from stackcheck.catalogue import Catalogue
-from stackcheck.evidence import FAIL, NOT_COVERED, PASS, SKIPPED, Entry, Evidence, Measurement
+from stackcheck.evidence import (
+    FAIL,
+    NOT_COVERED,
+    PASS,
+    PROVISIONAL,
+    SKIPPED,
+    Entry,
+    Evidence,
+    Measurement,
+)
 from stackcheck.thresholds import Threshold
 
 pytestmark = pytest.mark.unit
@@ -202,3 +211,82 @@ def test_write_creates_directory_and_overwrites(ev, tmp_path):
     jpath, _ = ev.write(target)
     data = json.loads(jpath.read_text(encoding="utf-8"))
     assert data["summary"][PASS] == 1
+
+
+# --- provisional verdicts, samples, numeric targets in the JSON (issue 14) ----------------------
+def test_provisional_measurement_makes_a_passing_requirement_provisional(ev):
+    m = ev.measure("Q2", "99.98 % over 2 h", how="avg_over_time", test="t", verdict=PROVISIONAL)
+    assert m.verdict == PROVISIONAL
+    ev.outcome("Q2", "t", "passed")
+    assert ev.entries["Q2"].verdict == PROVISIONAL
+    assert ev.summary()[PROVISIONAL] == 1
+
+
+def test_a_failure_beats_provisional(ev):
+    ev.measure("Q2", 99.0, how="a", test="t")  # judged: fail
+    ev.measure("Q2", "so far", how="b", test="t", verdict=PROVISIONAL)
+    assert ev.entries["Q2"].verdict == FAIL
+
+
+def test_caller_verdict_overrides_the_numeric_judgement(ev):
+    assert ev.measure("Q2", 99.9, how="2 h of 30 d", verdict=PROVISIONAL).verdict == PROVISIONAL
+
+
+def test_unknown_caller_verdict_is_refused(ev):
+    with pytest.raises(ValueError, match="pass, fail or provisional"):
+        ev.measure("Q2", 1.0, how="x", verdict="skipped")
+
+
+def test_summary_keeps_four_keys_without_provisional(ev):
+    assert set(ev.summary()) == {PASS, FAIL, SKIPPED, NOT_COVERED}
+
+
+def test_samples_kinds(ev):
+    d = ev.samples("P1", [0.1, 0.2], how="per mail", test="t")
+    assert (d.kind, d.unit, d.values) == ("distribution", "s", [0.1, 0.2])  # unit from target
+    t = ev.samples("P1", (1, 2, 3), kind="timeline", test="t")
+    assert (t.kind, t.values) == ("timeline", [1.0, 2.0, 3.0])
+    lab = ev.samples("Q2", {"redis": 3, "postgres": 7.5}, test="t")
+    assert (lab.kind, lab.values) == ("labelled", {"redis": 3.0, "postgres": 7.5})
+    assert ev.entries["P1"].verdict == NOT_COVERED  # samples judge nothing
+
+
+def test_samples_refuse_a_kind_that_does_not_fit(ev):
+    with pytest.raises(ValueError):
+        ev.samples("P1", [1.0], kind="labelled")
+    with pytest.raises(ValueError):
+        ev.samples("P1", {"a": 1.0}, kind="timeline")
+    with pytest.raises(KeyError):
+        ev.samples("Z9", [1.0])
+
+
+def test_json_carries_samples_and_the_numeric_target(ev, tmp_path):
+    ev.samples("P1", [0.5, 0.7], how="per mail", test="t::a")
+    jpath, _ = ev.write(tmp_path)
+    reqs = {r["id"]: r for r in json.loads(jpath.read_text(encoding="utf-8"))["requirements"]}
+    assert reqs["P1"]["samples"] == [
+        {
+            "values": [0.5, 0.7],
+            "unit": "s",
+            "how": "per mail",
+            "test": "t::a",
+            "kind": "distribution",
+        }
+    ]
+    assert (reqs["P1"]["bound"], reqs["P1"]["target_value"], reqs["P1"]["unit"]) == (
+        "max",
+        5.0,
+        "s",
+    )
+    assert (reqs["Q1"]["bound"], reqs["Q1"]["target_value"]) == (None, None)
+    # the keys `./run bench` and older readers use are all still there
+    assert {
+        "id",
+        "group",
+        "requirement",
+        "target",
+        "tests",
+        "measurements",
+        "verdict",
+        "covered",
+    } <= set(reqs["P1"])
