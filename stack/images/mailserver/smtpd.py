@@ -356,12 +356,17 @@ class CatchAllHandler:
         if not (headers.get("Message-ID") or "").strip():
             add.append(f"Message-ID: <{uuid.uuid4().hex}@mailpit>")
         if headers.get("Bcc") is None:
-            listed = {
-                a.lower()
-                for _, a in email.utils.getaddresses(
-                    [str(v) for k in ("To", "Cc", "Bcc") for v in headers.get_all(k) or []]
-                )
-            }
+            try:
+                listed = {
+                    a.lower()
+                    for _, a in email.utils.getaddresses(
+                        [str(v) for k in ("To", "Cc", "Bcc") for v in headers.get_all(k) or []]
+                    )
+                }
+            except (RecursionError, ValueError, TypeError, IndexError):
+                # address headers Python's parser cannot take (a To of thousands of encoded
+                # words recurses too deep): stored as received, no Bcc added, never refused
+                listed = {r.lower() for r in envelope.rcpt_tos}
             missing = [r for r in envelope.rcpt_tos if r.lower() not in listed]
             if missing:
                 add.append("Bcc: " + ", ".join(missing))
@@ -532,11 +537,11 @@ def _decode(value: str) -> str:
 
 
 def _addrs(values) -> list[dict]:
-    return [
-        {"Name": _decode(n), "Address": a}
-        for n, a in email.utils.getaddresses([str(v) for v in values or []])
-        if a
-    ]
+    try:
+        pairs = email.utils.getaddresses([str(v) for v in values or []])
+    except (RecursionError, ValueError, TypeError, IndexError):  # see _with_headers
+        return []
+    return [{"Name": _decode(n), "Address": a} for n, a in pairs if a]
 
 
 def _created(base: str) -> str:
