@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import smtplib
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -66,22 +68,38 @@ def test_every_replayed_mail_is_kept(request, stack, mail, praxis_db, ecom_db, s
         )
         return out if code == 0 else b""
 
-    smtp = mail.connect()
-    try:
+    smtp = None
 
-        def send(address: str, data: bytes) -> None:
-            nonlocal smtp
+    def send(address: str, data: bytes) -> None:
+        """A refusal of this mail raises (recorded per mail); a session that broke or a server
+        that is restarting is waited for (up to 2 minutes), as an MTA queues and retries."""
+        nonlocal smtp
+        deadline = time.monotonic() + 120
+        while True:
             try:
+                if smtp is None:
+                    smtp = mail.connect()
                 mail.send_raw(address, data, smtp=smtp)
-            except (OSError, ConnectionError):  # the session dropped: one new session, once
-                smtp = mail.connect()
-                mail.send_raw(address, data, smtp=smtp)
+                return
+            except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code >= 500 or time.monotonic() > deadline:
+                    raise  # a permanent refusal of this mail
+                smtp = None  # 4xx/421: the server is busy or closing; a new session
+            except smtplib.SMTPRecipientsRefused:
+                raise
+            except (OSError, smtplib.SMTPException):
+                if time.monotonic() > deadline:
+                    raise
+                smtp = None
+            time.sleep(1)
 
+    try:
         replay = Replay(send, query, read_head, dict(PROFILES), progress=print)
         report = replay.run(root, since)
     finally:
-        with contextlib.suppress(Exception):
-            smtp.quit()
+        if smtp is not None:
+            with contextlib.suppress(Exception):
+                smtp.quit()
 
     counts = report.counts()
     sent = sum(d.sent for d in report.deliveries)
