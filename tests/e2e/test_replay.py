@@ -47,9 +47,10 @@ def corpus_dir(config: pytest.Config) -> Path:
 
 
 @pytest.mark.req("RW1")
-def test_every_replayed_mail_is_kept(request, stack, mail, praxis_db, ecom_db, sla):
+def test_every_replayed_mail_is_kept(request, stack, mail, praxis_db, ecom_db, ollama, sla):
     if stack.config.mode is Mode.EXTERNAL:
         pytest.skip("replaying a corpus writes mail into the stack, which is not ours")
+    # `ollama`: the classification path runs as in production (the real Ollama, else the double)
     root = corpus_dir(request.config)
     files = corpus_files(root)
     assert files, f"{root} holds no files"
