@@ -223,9 +223,12 @@ class SLA:
         except KeyError:
             raise KeyError(f"fixtures/sla.yml has no target for {rid}") from None
 
-    def record(self, rid: str, value: float | str, *, how: str, unit: str = "") -> None:
-        """Record a measurement for the evidence report (judged if numeric and targeted)."""
-        self._ev.measure(rid, value, unit=unit, how=how, test=self._nodeid)
+    def record(
+        self, rid: str, value: float | str, *, how: str, unit: str = "", verdict: str | None = None
+    ) -> None:
+        """Record a measurement for the evidence report (judged if numeric and targeted, unless
+        `verdict` says otherwise: "provisional" for a window shorter than the target's)."""
+        self._ev.measure(rid, value, unit=unit, how=how, test=self._nodeid, verdict=verdict)
 
     def samples(
         self, rid: str, values, *, unit: str = "", how: str = "", kind: str | None = None
