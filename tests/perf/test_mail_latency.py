@@ -28,8 +28,9 @@ def test_latency_without_ai(stack, mail, praxis_db, ollama, sla):
             path = "IMAP IDLE" if row["source"].startswith("imap") else "POP3 polling"
     finally:
         ollama.control(status=200)
-    sla.samples("SLA-P1", times, unit="s", how="end to end")  # the report's latency plot
+    # the report's latency plot; end to end last (./run bench falls back to the last samples)
     sla.samples("SLA-P1", inside, unit="s", how="worker only")
+    sla.samples("SLA-P1", times, unit="s", how="end to end")
     p50 = statistics.median(times)
     p95 = statistics.quantiles(times, n=20)[-1]
     sla.record("SLA-P1", p50, unit="s", how=f"p50 of {len(times)} sequential mails")
