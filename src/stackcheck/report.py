@@ -31,7 +31,11 @@ AREAS: dict[str, tuple[str, ...]] = {
 LATENCY_IDS = ("SLA-P1", "SLA-P2")
 BURST_IDS = ("E4",)
 RECOVERY_IDS = ("SLA-R1", "SLA-R2", "SLA-R3", "SLA-R4")
-REGRESSION_TOLERANCE = 0.10  # worse by more than 10 % than the previous run
+# a regression: worse than the previous run by more than 10 % of its value and by more than
+# 5 % of the target (so 2 -> 7 MB against a 100 MB limit is noise, 5 -> 65 ms against 100 ms not),
+# or a pass that became a fail
+REGRESSION_TOLERANCE = 0.10
+REGRESSION_OF_TARGET = 0.05
 
 
 def area_of(rid: str) -> str:
@@ -107,7 +111,9 @@ def series_from_history(history: list[dict], reqs: dict[str, dict]) -> list[dict
             worse = (last - prev) if bound == "max" else (prev - last) if bound == "min" else 0
             if prev_v == PASS and last_v == FAIL:
                 regressed, why = True, "passed in the previous run, fails now"
-            elif worse > 0 and worse > REGRESSION_TOLERANCE * max(abs(prev), 1e-9):
+            elif worse > REGRESSION_TOLERANCE * max(
+                abs(prev), 1e-9
+            ) and worse > REGRESSION_OF_TARGET * abs(req.get("target_value") or 0):
                 regressed = True
                 pct = worse / abs(prev or 1)
                 why = f"{fmt(prev)} → {fmt(last)} {req.get('unit', '')} ({pct:+.0%} worse)"

@@ -205,6 +205,17 @@ def test_series_improvement_and_small_noise_are_not_regressions():
     assert not s["regressed"]
 
 
+def test_series_change_small_against_the_target_is_noise():
+    reqs = {"T10": {"bound": "max", "target_value": 100.0, "unit": "MB"}}
+    hist = [
+        {"kind": "measurement", "run": "a", "id": "T10", "value": 2.2, "verdict": "pass"},
+        {"kind": "measurement", "run": "b", "id": "T10", "value": 7.0, "verdict": "pass"},
+    ]
+    assert not report.series_from_history(hist, reqs)[0]["regressed"]
+    hist[1]["value"] = 12.0  # 9.8 MB worse: more than 5 % of the limit
+    assert report.series_from_history(hist, reqs)[0]["regressed"]
+
+
 def test_run_label():
     assert report.run_label("20261202T100344Z-b6a7376") == "12-02 10:03 b6a7376"
     assert report.run_label("odd") == "odd"
