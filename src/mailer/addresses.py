@@ -107,8 +107,14 @@ def _entries(value: str) -> Iterable[tuple[str, list[str]]]:
     yield "".join(outside), angles
 
 
+_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+_OBSOLETE_SPACES = re.compile(r"\s*([.@])\s*")
+
+
 def _one(outside: str, angles: list[str]) -> str | None:
     for inner in reversed(angles):
+        for _ in range(3):  # comments inside the brackets: <pete(his account)@silly.test>
+            inner = _COMMENT.sub("", inner)
         inner = "".join(inner.split())
         if inner.startswith("@") and ":" in inner:  # source route <@a,@b:user@host>
             inner = inner.rsplit(":", 1)[1]
@@ -121,6 +127,9 @@ def _one(outside: str, angles: list[str]) -> str | None:
     text = outside.strip()
     if _ADDRESS.fullmatch(text):
         return text
+    joined = _OBSOLETE_SPACES.sub(r"\1", text)  # obsolete syntax: "jdoe@test   . example"
+    if _ADDRESS.fullmatch(joined):
+        return joined
     return _loose(text)
 
 

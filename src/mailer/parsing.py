@@ -52,6 +52,7 @@ import email.generator
 import email.header
 import email.parser
 import email.policy
+import functools
 import hashlib
 import html as html_lib
 import io
@@ -79,7 +80,8 @@ _MAX_MESSAGE_ID_CHARS = 998
 _FORWARD_MARK = "---------- Forwarded message ----------"
 
 _MAX_SOURCE_HEADER_CHARS = 65536  # any header, as the parser reads it (linear beyond that)
-_MAX_PARAM_HEADER_CHARS = 4096  # Content-Type / Content-Disposition (a long RFC 2231 name: 1000)
+_MAX_PARAM_HEADER_CHARS = _MAX_HEADER_CHARS  # Content-Type / Content-Disposition
+_STR_ENCODED_WORD = re.compile(r"=\?[^?\s]{1,75}\?[bBqQ]\?")
 _MAX_MIME_PARAMS = 32  # parameters of Content-Type / Content-Disposition kept
 _PARAM_HEADERS = frozenset({"content-type", "content-disposition"})
 _CUT: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("_CUT", default=None)
@@ -97,12 +99,16 @@ def _cap_header(name: str, value: str) -> str:
     limit = _MAX_PARAM_HEADER_CHARS if lname in _PARAM_HEADERS else _MAX_SOURCE_HEADER_CHARS
     cut = value[:limit]
     if lname in _PARAM_HEADERS:
-        for token in (";", "=?"):  # parameters, encoded-words: each costs the parser dearly
-            if cut.count(token) > _MAX_MIME_PARAMS:
-                pos = -1
-                for _ in range(_MAX_MIME_PARAMS + 1):
-                    pos = cut.find(token, pos + 1)
-                cut = cut[:pos]
+        if cut.count(";") > _MAX_MIME_PARAMS:  # parameters: each costs the parser dearly
+            pos = -1
+            for _ in range(_MAX_MIME_PARAMS + 1):
+                pos = cut.find(";", pos + 1)
+            cut = cut[:pos]
+        words = _STR_ENCODED_WORD.finditer(cut)  # encoded-words in parameters: as dear
+        for i, m in enumerate(words):
+            if i == _MAX_MIME_PARAMS:
+                cut = cut[: m.start()]
+                break
     if len(cut) < len(value):
         sink = _CUT.get()
         if sink is not None:
@@ -140,6 +146,7 @@ _HEADER_CACHE: dict[tuple[str, str], object] = {}
 
 _POLICY = _CappedPolicy()
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ufffd]")
 _HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:")
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\]+")
 _SAFE_LABEL = re.compile(r"[^A-Za-z0-9._:+-]")
@@ -314,6 +321,7 @@ _CJK_TEXT = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\u
 _ISOLATED_HIGH = re.compile(rb"(?<![\x80-\xff])[\x80-\xff](?![\x80-\xff])")
 
 
+@functools.lru_cache(maxsize=256)
 def _codec(label: str | None) -> str | None:
     """The Python codec for a charset label (WHATWG mapping first), or None if unknown."""
     if not label:
@@ -387,6 +395,11 @@ def _decode_bytes(data: bytes, charset: str | None, where: str, defects: list[st
             return data.decode(codec)
         except Exception:
             defects.append(f"bytes invalid in declared charset {_label(label)} in {where}")
+        if data.isascii():  # ISO-2022-JP with vendor characters (NEC row 13): keep the rest
+            try:
+                return data.decode(codec, errors="replace")
+            except Exception:
+                pass
     elif codec is None and b"\x1b$" in data and data.isascii():
         try:  # ISO-2022-JP without a label (old Japanese mail)
             text = data.decode("iso2022_jp")
@@ -587,9 +600,10 @@ def _param(part: Message, name: str) -> str | None:
 
 def _content_type(part: Message) -> str:
     try:
-        return part.get_content_type()
+        ctype = part.get_content_type()
     except Exception:
         return "text/plain"
+    return _CONTROL.sub("", _clean(ctype))[:200]  # stored as declared_type
 
 
 def _disposition(part: Message) -> str | None:

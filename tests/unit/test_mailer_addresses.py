@@ -45,6 +45,13 @@ pytestmark = pytest.mark.unit
         ("@", []),
         ("<>", []),
         ("\x00a@b.c\ud800", []),
+        # RFC 5322 A.5/A.6.3: comments inside the brackets, obsolete spaces around dots
+        ("Pete(A \\) chap) <pete(his account)@silly.test(his host)>", ["pete@silly.test"]),
+        ("A Group(Some people):Chris <c@(host.)public.example>;", ["c@public.example"]),
+        (
+            "Mary Smith <@node.test:mary@example.net>, jdoe@test   . example",
+            ["mary@example.net", "jdoe@test.example"],
+        ),
     ],
 )
 def test_parse_addresses(value, expected):

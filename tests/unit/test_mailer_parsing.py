@@ -844,13 +844,15 @@ def test_malformed_tnef_is_kept_and_bounded(tnef):
 
 # --- limits ----------------------------------------------------------------------------------
 def _bounded(raw: bytes, seconds: float = 5.0, mib: int = 256) -> ParsedMail:
-    """parse(raw), checked to finish within `seconds` (generous: tracemalloc slows it, and a
-    loaded CI machine more) and to allocate less than `mib` MiB at its peak."""
+    """parse(raw), checked to take less than `seconds` of CPU (CPU, not wall-clock time: a
+    loaded CI machine must not fail it) and to allocate less than `mib` MiB at its peak
+    (tracemalloc, on a second parse)."""
+    cpu = time.process_time()
+    p = parse(raw)
+    elapsed = time.process_time() - cpu
     tracemalloc.start()
-    start = time.perf_counter()
     try:
-        p = parse(raw)
-        elapsed = time.perf_counter() - start
+        parse(raw)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -931,14 +933,28 @@ def test_10000_parts():
         for i in range(10_000)
     )
     raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
-    p = _bounded(raw, seconds=30)
+    p = _bounded(raw, seconds=10)
     assert len(p.attachments) == 999
     assert "more than 1000 MIME parts, the rest ignored" in p.defects
 
 
-def test_10000_parts_each_with_many_parameters():
+def test_2000_parts_each_with_many_parameters():
     header = b"Content-Type: application/pdf; " + b"a=b; " * 300
-    parts = b"".join(b"--b\r\n" + header + b"\r\n\r\n%PDF-1\r\n" for _ in range(10_000))
+    parts = b"".join(b"--b\r\n" + header + b"\r\n\r\n%PDF-1\r\n" for _ in range(2000))
     raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
-    p = _bounded(raw, seconds=30)
+    p = _bounded(raw, seconds=10)
     assert len(p.attachments) == 999
+
+
+def test_control_characters_in_content_type_are_not_stored():
+    """Found by the fuzz run: declared_type kept a NUL (not storable in PostgreSQL text)."""
+    p = parse(b"From: a@b.example\r\nContent-Type:\x00text/plain; charset=utf-8\r\n\r\nx\x01")
+    assert_clean_strings(p)
+
+
+def test_iso_2022_jp_with_vendor_characters_keeps_the_rest():
+    """NEC row 13 (circled digits, ...) is not in Python's iso2022_jp: the rest stays readable."""
+    subject = b"=?iso-2022-jp?B?GyRCJygnJS1iGyhCNDEgGyRCJ2AnZBsoQiAyOC4wOS4yMDE2?="
+    p = parse(_mail(b"Subject: " + subject + b"\r\n"))
+    assert p.subject.endswith("41 \u043e\u0442 28.09.2016")
+    assert "\x1b" not in p.subject
