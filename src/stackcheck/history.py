@@ -284,3 +284,38 @@ def publish(
         _write(directory / EVIDENCE_JSON, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
         _write(directory / EVIDENCE_HTML, render(merged, history))
     return merged
+
+
+def rebuild(directory: Path, render: Callable[[dict, list[dict]], str]) -> dict | None:
+    """Rewrite the top-level evidence from the kept runs (after a change to the report, or a
+    run folder removed by hand); the newest run's catalogue gives the skeleton."""
+    with locked(directory):
+        runs = load_runs(directory)
+        if not runs:
+            return None
+        merged = merge(runs[-1], runs)
+        history = read_history(directory)
+        _write(directory / EVIDENCE_JSON, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+        _write(directory / EVIDENCE_HTML, render(merged, history))
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m stackcheck.history [EVIDENCE_DIR]: rebuild the top-level evidence."""
+    import sys
+
+    from stackcheck.report import render
+
+    args = sys.argv[1:] if argv is None else argv
+    directory = Path(args[0] if args else "reports")
+    merged = rebuild(directory, render)
+    if merged is None:
+        print(f"no kept runs in {directory / RUNS}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{v} {k}" for k, v in merged["summary"].items())
+    print(f"{directory / EVIDENCE_HTML}: {counts}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

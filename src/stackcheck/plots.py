@@ -153,7 +153,7 @@ def bars(items: list[tuple[str, float]], *, title: str, unit: str, target: float
 
 def trends(series: list[dict], *, cols: int = 4) -> str | None:
     """Small multiples, one per measured requirement: its value in every run that measured it,
-    the target dashed, the last point red (and the title marked) when it regressed.
+    the target dashed, the last point red (and ▲ in the title) when it regressed.
 
     series: [{"id", "unit", "points": [(run label, value)], "target", "bound", "regressed"}]"""
     series = [s for s in series if s["points"]]
@@ -173,13 +173,14 @@ def trends(series: list[dict], *, cols: int = 4) -> str | None:
             lo, hi = min(ys), max(ys)
             if lo * 0.5 <= s["target"] <= hi * 2 or lo == hi == 0:
                 ax.axhline(s["target"], color=TARGET, linestyle="--", linewidth=1)
-        mark = "  ▲ regression" if s["regressed"] else ""
         ax.set_title(
-            f"{s['id']} ({s['unit']}){mark}",
+            s["id"] + (" ▲" if s["regressed"] else ""),
             fontsize=8,
             loc="left",
             color=BAD if s["regressed"] else "black",
         )
+        if s["unit"]:
+            ax.set_ylabel(s["unit"], fontsize=7)
         ax.set_xticks(
             [xs[0], xs[-1]] if len(ys) > 1 else [0],
             [s["points"][0][0], s["points"][-1][0]] if len(ys) > 1 else [s["points"][0][0]],

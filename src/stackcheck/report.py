@@ -193,13 +193,16 @@ def figures(data: dict, series: list[dict]) -> list[tuple[str, str, str]]:
     svg = plots.bars(items, title="Recovery times", unit=unit, target=target)
     if svg:
         out.append(("recovery", f"Seconds until healthy again; {source}. Red: over target.", svg))
-    svg = plots.trends(series)
+    svg = plots.trends([s for s in series if len(s["points"]) > 1])
+    once = [s["id"] for s in series if len(s["points"]) == 1]
     if svg:
         out.append(
             (
                 "trends",
                 "Each requirement's value in every run that measured it (the worst of the run's "
-                "measurements), oldest left; target dashed; red: regressed against the run before.",
+                "measurements), oldest left; target dashed; red ▲: regressed against the run "
+                "before."
+                + (f" Measured in one run only (no trend yet): {', '.join(once)}." if once else ""),
                 svg,
             )
         )
@@ -375,12 +378,16 @@ def _runs_table(data: dict) -> str:
         f"<td>{esc(', '.join(f'{v} {k}' for k, v in r.get('summary', {}).items()))}</td></tr>"
         for r in runs
     )
+    # a long list stays folded: the banner already says how many runs and which is complete
+    fold = "<details open>" if len(runs) <= 6 else "<details>"
     return (
-        "<h2 id=runs>Runs this evidence comes from</h2><table><colgroup><col style='width:14%'>"
+        f"<h2 id=runs>Runs this evidence comes from ({len(runs)})</h2>{fold}<summary>"
+        f"{'the runs, oldest first' if len(runs) <= 6 else f'show all {len(runs)} runs'}"
+        "</summary><table><colgroup><col style='width:14%'>"
         "<col style='width:10%'><col style='width:14%'><col style='width:36%'>"
         "<col style='width:26%'></colgroup><thead><tr><th>run</th><th>kind</th><th>commit</th>"
         f"<th>selection</th><th>verdicts of that run</th></tr></thead><tbody>{rows}</tbody>"
-        "</table>"
+        "</table></details>"
     )
 
 
@@ -430,7 +437,7 @@ def render(data: dict, history: list[dict]) -> str:
         ("latency", "latency distribution (SLA-P1/P2 record no samples)"),
         ("burst", "burst over time (E4 records no timeline)"),
         ("recovery", "recovery times (no SLA-R measurements)"),
-        ("trends", "trends (no numeric measurement in the history)"),
+        ("trends", "trends (no requirement measured in two runs yet)"),
     ):
         if key not in have:
             missing.append(what)

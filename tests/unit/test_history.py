@@ -333,3 +333,15 @@ def test_git_commit_outside_a_repository(tmp_path):
 def test_git_commit_of_this_checkout():
     commit, _ = history.git_commit(ROOT)
     assert commit == "nogit" or len(commit) >= 7
+
+
+def test_rebuild_rewrites_the_top_level_from_the_kept_runs(tmp_path):
+    run = evidence("r1", "2026-01-01T00:00:00+00:00", True, [req("A", {"t::a": "passed"})])
+    (tmp_path / "runs" / "r1").mkdir(parents=True)
+    (tmp_path / "runs" / "r1" / "sla-evidence.json").write_text(json.dumps(run), "utf-8")
+    assert history.main([str(tmp_path)]) == 0
+    data = top(tmp_path)
+    assert data["complete_run"] == "r1"
+    assert reqs(data)["A"]["test_runs"] == {"t::a": "r1"}
+    assert (tmp_path / "sla-evidence.html").is_file()
+    assert history.main([str(tmp_path / "empty")]) == 1
