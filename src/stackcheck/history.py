@@ -6,6 +6,10 @@ Layout under the evidence folder (default reports/):
         sla-evidence.json / .html      that run's own evidence (its "run" key: id, times,
                                        whether it was complete, commit, selection, context)
         junit.xml, report.html         copies of what pytest wrote for that run
+        benchmark.json                 pytest-benchmark's results of that run, every round
+                                       (the evidence's "benchmarks" key: medians, and the
+                                       change against the newest earlier run with the same
+                                       benchmark)
     history.jsonl                      append-only, one JSON object per line:
         {"kind": "run", ...}           one per run: its metadata and verdict counts
         {"kind": "measurement", ...}   every measured value with its requirement, verdict,
@@ -238,6 +242,8 @@ def merge(current: dict, runs: list[dict]) -> dict:
         req["runs"] = sorted(contributing)
         req["run"] = req["runs"][-1] if req["runs"] else None
     merged["summary"] = summarise(r["verdict"] for r in merged["requirements"])
+    benched = [layer for layer in layers if layer.get("benchmarks")]
+    merged["benchmarks"] = benched[-1]["benchmarks"] if benched else []
     merged["runs"] = [layer["run"] for layer in layers]
     merged["complete_run"] = layers[0]["run"]["id"] if complete else None
     if complete:
@@ -265,6 +271,20 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)  # a reader never sees half a report
 
 
+def compare_benchmarks(data: dict, runs: list[dict]) -> None:
+    """Give each benchmark of this run the median of the same benchmark in the newest earlier
+    run that has it, and the change in % (positive: slower)."""
+    for b in data.get("benchmarks", []):
+        for run in reversed(runs):
+            if run["run"]["id"] == data["run"]["id"]:
+                continue
+            prev = next((p for p in run.get("benchmarks", []) if p["name"] == b["name"]), None)
+            if prev and prev.get("median"):
+                b["previous"] = {"run": run["run"]["id"], "median": prev["median"]}
+                b["change"] = (b["median"] - prev["median"]) / prev["median"]
+                break
+
+
 def publish(
     directory: Path,
     data: dict,
@@ -276,6 +296,7 @@ def publish(
     top-level evidence (the merge); return the merged data."""
     label(data, data["run"]["id"])
     with locked(directory):
+        compare_benchmarks(data, load_runs(directory))
         _write(run_dir / EVIDENCE_JSON, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         append_history(directory, data)
         history = read_history(directory)

@@ -6,6 +6,7 @@ Registered through the `pytest11` entry point, so any pytest run in this environ
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -346,6 +347,38 @@ def _partial_reasons(session: pytest.Session, exitstatus: int, state: dict) -> l
     return why
 
 
+def _benchmarks(config: pytest.Config, run_dir: Path) -> list[dict]:
+    """pytest-benchmark's results of this run: every round to run_dir/benchmark.json, a
+    summary per benchmark (seconds) for the evidence, where history compares it with the
+    previous run."""
+    bs = getattr(config, "_benchmarksession", None)
+    done = [b for b in getattr(bs, "benchmarks", None) or [] if b and b.stats.rounds]
+    if not done:
+        return []
+    full = [b.as_dict(include_data=True) for b in done]
+    (run_dir / "benchmark.json").write_text(
+        json.dumps({"benchmarks": full}, indent=2, default=str) + "\n", encoding="utf-8"
+    )
+    out = []
+    for b in full:
+        st = b["stats"]
+        data = sorted(st.get("data") or [])
+        out.append(
+            {
+                "name": b["fullname"],
+                "rounds": st["rounds"],
+                "median": st["median"],
+                "mean": st["mean"],
+                "min": st["min"],
+                "max": st["max"],
+                "stddev": st["stddev"],
+                "p95": data[min(len(data) - 1, int(0.95 * len(data)))] if data else None,
+                "mode": b["extra_info"].get("mode", ""),  # the test says (pedantic)
+            }
+        )
+    return out
+
+
 def _report_path(config: pytest.Config, opt: str) -> Path | None:
     value = getattr(config.option, opt, None)
     return Path(config.invocation_params.dir, value) if value else None
@@ -401,6 +434,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
         [_report_path(config, "xmlpath"), _report_path(config, "htmlpath")],
         since=state["wall0"],
     )
+    benches = _benchmarks(config, run_dir)
+    if benches:
+        data["benchmarks"] = benches
+        copied.append("benchmark.json")
     data["run"]["artifacts"] = copied
     merged = history.publish(directory, data, run_dir=run_dir, render=report.render)
     config.stash[evidence_paths_key] = (

@@ -391,6 +391,38 @@ def _runs_table(data: dict) -> str:
     )
 
 
+def _benchmarks_table(data: dict) -> str:
+    """pytest-benchmark's results of the newest run that had any, against the run before."""
+    benches = data.get("benchmarks") or []
+    if not benches:
+        return ""
+    rows = []
+    for b in benches:
+        prev = b.get("previous")
+        change = b.get("change")
+        slower = change is not None and change > REGRESSION_TOLERANCE
+        cmp = (
+            f"<span class='{'reg' if slower else 'n-pass'}'>{change:+.0%}</span> against "
+            f"{fmt(prev['median'])} s ({esc(run_label(prev['run']))})"
+            if prev and change is not None
+            else "no earlier run with this benchmark"
+        )
+        p95 = f"{fmt(b['p95'])} s" if b.get("p95") is not None else "—"
+        rows.append(
+            f"<tr><td><code>{esc(b['name'])}</code></td><td>{esc(b.get('mode') or '')} "
+            f"{b['rounds']} rounds</td><td><b>{fmt(b['median'])} s</b></td><td>{p95}</td>"
+            f"<td>{fmt(b['min'])} to {fmt(b['max'])} s</td><td>{cmp}</td></tr>"
+        )
+    return (
+        "<h2 id=benchmarks>Benchmarks (pytest-benchmark)</h2><table><colgroup>"
+        "<col style='width:32%'><col style='width:13%'><col style='width:10%'>"
+        "<col style='width:10%'><col style='width:13%'><col style='width:22%'></colgroup>"
+        "<thead><tr><th>benchmark</th><th>rounds</th><th>median</th><th>p95</th><th>range</th>"
+        f"<th>median against the previous run</th></tr></thead><tbody>{''.join(rows)}</tbody>"
+        "</table>"
+    )
+
+
 def render(data: dict, history: list[dict]) -> str:
     """The whole page for one evidence dict (a run's own, or the merged top-level one)."""
     reqs = {r["id"]: r for r in data["requirements"]}
@@ -454,6 +486,7 @@ def render(data: dict, history: list[dict]) -> str:
 {"".join(sections)}
 <h2 id=plots>Plots</h2>
 {fig_html}{missing_html}
+{_benchmarks_table(data)}
 {_runs_table(data)}
 <details><summary>Context of the run</summary><ul>{context}</ul></details>
 </body></html>

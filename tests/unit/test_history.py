@@ -345,3 +345,39 @@ def test_rebuild_rewrites_the_top_level_from_the_kept_runs(tmp_path):
     assert reqs(data)["A"]["test_runs"] == {"t::a": "r1"}
     assert (tmp_path / "sla-evidence.html").is_file()
     assert history.main([str(tmp_path / "empty")]) == 1
+
+
+BENCH = """
+import time
+import pytest
+
+@pytest.mark.perf
+@pytest.mark.req("SLA-P1")
+def test_bench(benchmark, sla):
+    benchmark.extra_info["mode"] = "pedantic"
+    benchmark.pedantic(time.sleep, args=({delay},), rounds=3, iterations=1)
+    sla.record("SLA-P1", benchmark.stats.stats.median, unit="s", how="benchmark median")
+"""
+
+
+def test_benchmarks_saved_per_run_and_compared_with_the_previous(pytester, run, evidence_dir):
+    pytester.makepyfile(test_bench=BENCH.format(delay=0.01))
+    run().assert_outcomes(passed=1)
+    pytester.makepyfile(test_bench=BENCH.format(delay=0.03))
+    run().assert_outcomes(passed=1)
+    first, second = run_dirs(evidence_dir)
+    raw = json.loads((second / "benchmark.json").read_text("utf-8"))
+    assert len(raw["benchmarks"][0]["stats"]["data"]) == 3  # every round kept
+    own = json.loads((second / "sla-evidence.json").read_text("utf-8"))
+    (b,) = own["benchmarks"]
+    assert b["name"] == "test_bench.py::test_bench"
+    assert (b["rounds"], b["mode"]) == (3, "pedantic")
+    assert b["previous"]["run"] == first.name
+    assert b["change"] > 0.5  # 10 ms -> 30 ms
+    assert "benchmark.json" in own["run"]["artifacts"]
+    first_own = json.loads((first / "sla-evidence.json").read_text("utf-8"))
+    assert "previous" not in first_own["benchmarks"][0]
+    assert top(evidence_dir)["benchmarks"] == own["benchmarks"]
+    page = (evidence_dir / "sla-evidence.html").read_text("utf-8")
+    assert "Benchmarks (pytest-benchmark)" in page
+    assert "<span class='reg'>+" in page  # slower than the previous run, in red
