@@ -15,6 +15,7 @@ mail server (Mailpit, or the offline stand-in) from the host, as any mail client
 from __future__ import annotations
 
 import imaplib
+import json
 import poplib
 import smtplib
 import socket
@@ -256,3 +257,61 @@ def test_smtp_implicit_tls_with_auth(stack, tls, login):
     with smtplib.SMTP_SSL(host, port, timeout=TIMEOUT, context=tls) as s:
         s.login(*login)
         assert s.noop()[0] == 250
+
+
+# --- the mailers' own client code, from inside the stack ------------------------------------------
+# Runs in praxis-mailer with its configuration, each variant overriding only protocol and port:
+# the mailer's own source and SMTP classes, its MAIL_CA_FILE, the host name `mailpit`.
+MAILER_PROBE = r"""
+import json, os, sys
+from mailer.config import load_config
+from mailer.outbox import SmtpSender
+from mailer.service import build_source, check_smtp
+out = {}
+for name, over in json.loads(sys.argv[1]).items():
+    try:
+        cfg = load_config({**os.environ, **over})
+        if "SMTP_SECURITY" in over:
+            out[name] = "ok" if check_smtp(SmtpSender(cfg)) else "refused"
+            continue
+        src = build_source(cfg)
+        try:
+            src.check()
+            out[name] = "ok"
+        finally:
+            getattr(src, "close", lambda: None)()
+    except Exception as e:
+        out[name] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.req("S1")
+@pytest.mark.needs("praxis-mailer")
+def test_every_mailer_protocol_works_over_tls_and_a_foreign_ca_is_refused(stack, sla):
+    variants = {
+        "pop3s 1110": {"SOURCE_PROTOCOL": "pop3s", "SOURCE_PORT": "1110"},
+        "smtp starttls 1025": {"SMTP_SECURITY": "starttls", "SMTP_PORT": "1025"},
+    }
+    standin = bool(stack.service("mailpit").published(1143))
+    if standin:  # Mailpit has no IMAP, no STLS and one SMTP port
+        variants |= {
+            "imaps 1993": {"SOURCE_PROTOCOL": "imaps", "SOURCE_PORT": "1993"},
+            "imap+starttls 1143": {"SOURCE_PROTOCOL": "imap+starttls", "SOURCE_PORT": "1143"},
+            "pop3+starttls 1111": {"SOURCE_PROTOCOL": "pop3+starttls", "SOURCE_PORT": "1111"},
+            "smtp tls 1465": {"SMTP_SECURITY": "tls", "SMTP_PORT": "1465"},
+        }
+    system_cas = {"MAIL_CA_FILE": "/etc/ssl/certs/ca-certificates.crt"}
+    variants["pop3s with the system CAs"] = {**variants["pop3s 1110"], **system_cas}
+    res = stack.service("praxis-mailer").exec(["python3", "-c", MAILER_PROBE, json.dumps(variants)])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output.strip().splitlines()[-1])
+    foreign = got.pop("pop3s with the system CAs")
+    assert "certificate" in foreign.lower(), foreign
+    assert got == {name: "ok" for name in got}, got
+    sla.record(
+        "S1",
+        f"mailer over TLS with AUTH: {', '.join(sorted(got))} ok; a CA other than the stack's "
+        "refused",
+        how="the mailer's own source/SMTP classes run inside praxis-mailer against mailpit",
+    )
