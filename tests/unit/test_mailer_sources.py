@@ -14,7 +14,6 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,94 +45,27 @@ class Pki:
 
 
 def _pki(directory: Path) -> Pki:
+    """Made with setup's own code (stackcheck.mailtls): the CA and server certificate shapes
+    the stack uses, names localhost and 127.0.0.1."""
     pytest.importorskip("cryptography")
-    import ipaddress
+    from stackcheck.mailtls import make_ca, make_server_cert
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.now(UTC)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def ca(cn: str):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name(cn))
-            .issuer_name(name(cn))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(hours=1))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA256())
-        )
-        return key, cert
-
-    def server(ca_key, ca_cert, stem: str) -> ssl.SSLContext:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name("localhost"))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(hours=1))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    def server(ca: tuple[str, str], stem: str) -> ssl.SSLContext:
+        key, cert = make_server_cert(*ca, dns=("localhost",), ips=("127.0.0.1",), days=1)
+        (directory / f"{stem}.pem").write_text(cert)
+        (directory / f"{stem}.key").write_text(key)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert_path, key_path)
+        ctx.load_cert_chain(directory / f"{stem}.pem", directory / f"{stem}.key")
         return ctx
 
-    ca_key, ca_cert = ca("stackcheck test CA")
-    other_key, other_cert = ca("some other CA")
-    (directory / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "other-ca.pem").write_bytes(other_cert.public_bytes(serialization.Encoding.PEM))
+    ca, other = make_ca("stackcheck test CA"), make_ca("some other CA")
+    (directory / "ca.pem").write_text(ca[1])
+    (directory / "other-ca.pem").write_text(other[1])
     return Pki(
         directory / "ca.pem",
         directory / "other-ca.pem",
-        server(ca_key, ca_cert, "server"),
-        server(other_key, other_cert, "server-other"),
+        server(ca, "server"),
+        server(other, "server-by-other"),
     )
 
 
