@@ -236,8 +236,8 @@ def decide(filename: str, data: Content, max_bytes: int) -> Decision:
     """Accept or refuse one attachment (A2, A3).
 
     Refused: larger than max_bytes; content not one of ALLOWED_KINDS; a name whose extension
-    promises an allowed kind (.pdf .png .jpg .jpeg .docx .xlsx) that the content is not. Accepted
-    with the kind of the content when the name has another or no extension.
+    promises an allowed kind (.pdf .png .jpg .jpeg .docx .xlsx .ics) that the content is not.
+    Accepted with the kind of the content when the name has another or no extension.
     """
     size = size_of(data)
     label = sniff(data)
