@@ -135,7 +135,12 @@ def history_lines(data: dict) -> Iterator[dict]:
     run = data["run"]
     ctx = {k: run["context"][k] for k in CONTEXT_KEYS if k in run["context"]}
     head = {"run": run["id"], "finished": run["finished"]}
-    yield {"kind": "run", **head, **{k: v for k, v in run.items() if k not in ("id",)}}
+    yield {
+        "kind": "run",
+        **head,
+        **{k: v for k, v in run.items() if k not in ("id",)},
+        "benchmarks": data.get("benchmarks", []),
+    }
     yield from _requirement_lines(data, head, ctx)
 
 
@@ -191,10 +196,28 @@ def read_history(directory: Path) -> list[dict]:
     return out
 
 
-def load_runs(directory: Path) -> list[dict]:
-    """Every kept run's evidence, oldest finish first."""
+def merge_ids(history: list[dict]) -> list[str] | None:
+    """The runs a merge needs, from the history's run lines: the latest complete run and every
+    run after it (all runs while none is complete); None without run lines (read every folder).
+    So a publish reads a handful of run folders, not every run ever kept."""
+    runs = sorted(
+        (ln for ln in history if ln.get("kind") == "run"),
+        key=lambda ln: (ln.get("finished", ""), ln["run"]),
+    )
+    if not runs:
+        return None
+    complete = [i for i, ln in enumerate(runs) if ln.get("complete")]
+    return [ln["run"] for ln in runs[complete[-1] if complete else 0 :]]
+
+
+def load_runs(directory: Path, ids: list[str] | None = None) -> list[dict]:
+    """The kept runs' evidence (those named, else every one), oldest finish first."""
     runs = []
-    for path in sorted((directory / RUNS).glob(f"*/{EVIDENCE_JSON}")):
+    if ids is None:
+        paths = sorted((directory / RUNS).glob(f"*/{EVIDENCE_JSON}"))
+    else:
+        paths = [directory / RUNS / i / EVIDENCE_JSON for i in ids]
+    for path in paths:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
@@ -271,16 +294,18 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)  # a reader never sees half a report
 
 
-def compare_benchmarks(data: dict, runs: list[dict]) -> None:
+def compare_benchmarks(data: dict, history: list[dict]) -> None:
     """Give each benchmark of this run the median of the same benchmark in the newest earlier
-    run that has it, and the change in % (positive: slower)."""
+    run that has it (the history's run lines), and the change in % (positive: slower)."""
+    runs = sorted(
+        (ln for ln in history if ln.get("kind") == "run" and ln["run"] != data["run"]["id"]),
+        key=lambda ln: (ln.get("finished", ""), ln["run"]),
+    )
     for b in data.get("benchmarks", []):
         for run in reversed(runs):
-            if run["run"]["id"] == data["run"]["id"]:
-                continue
             prev = next((p for p in run.get("benchmarks", []) if p["name"] == b["name"]), None)
             if prev and prev.get("median"):
-                b["previous"] = {"run": run["run"]["id"], "median": prev["median"]}
+                b["previous"] = {"run": run["run"], "median": prev["median"]}
                 b["change"] = (b["median"] - prev["median"]) / prev["median"]
                 break
 
@@ -296,12 +321,12 @@ def publish(
     top-level evidence (the merge); return the merged data."""
     label(data, data["run"]["id"])
     with locked(directory):
-        compare_benchmarks(data, load_runs(directory))
+        compare_benchmarks(data, read_history(directory))
         _write(run_dir / EVIDENCE_JSON, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         append_history(directory, data)
         history = read_history(directory)
         _write(run_dir / EVIDENCE_HTML, render(data, history))
-        merged = merge(data, load_runs(directory))
+        merged = merge(data, load_runs(directory, merge_ids(history)))
         _write(directory / EVIDENCE_JSON, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
         _write(directory / EVIDENCE_HTML, render(merged, history))
     return merged
@@ -311,11 +336,11 @@ def rebuild(directory: Path, render: Callable[[dict, list[dict]], str]) -> dict 
     """Rewrite the top-level evidence from the kept runs (after a change to the report, or a
     run folder removed by hand); the newest run's catalogue gives the skeleton."""
     with locked(directory):
-        runs = load_runs(directory)
+        history = read_history(directory)
+        runs = load_runs(directory, merge_ids(history))
         if not runs:
             return None
         merged = merge(runs[-1], runs)
-        history = read_history(directory)
         _write(directory / EVIDENCE_JSON, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
         _write(directory / EVIDENCE_HTML, render(merged, history))
     return merged

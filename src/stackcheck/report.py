@@ -359,10 +359,19 @@ def _banner(data: dict) -> str:
         if failing
         else ""
     )
+    provisional = [r["id"] for r in data["requirements"] if r["verdict"] == PROVISIONAL]
+    prov_line = (
+        "<p>Provisional (measured over less than the window of their target, projection "
+        "shown): "
+        + ", ".join(f"<a style='color:#fff' href='#req-{esc(i)}'>{esc(i)}</a>" for i in provisional)
+        + "</p>"
+        if provisional
+        else ""
+    )
     return (
         f"<div class='banner {cls}'><div class=big>{word}: {esc(head)}</div>"
         f"<p>{esc(counts)}. Evidence: {basis}; generated {esc(data['generated'])} on "
-        f"{esc(data['host'])}.</p>{fail_line}</div>"
+        f"{esc(data['host'])}.</p>{fail_line}{prov_line}</div>"
     )
 
 

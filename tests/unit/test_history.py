@@ -381,3 +381,14 @@ def test_benchmarks_saved_per_run_and_compared_with_the_previous(pytester, run, 
     page = (evidence_dir / "sla-evidence.html").read_text("utf-8")
     assert "Benchmarks (pytest-benchmark)" in page
     assert "<span class='reg'>+" in page  # slower than the previous run, in red
+
+
+def test_a_merge_reads_only_the_latest_complete_run_and_the_runs_after_it():
+    def line(run, finished, complete):
+        return {"kind": "run", "run": run, "finished": finished, "complete": complete}
+
+    hist = [line("b", "2", True), line("a", "1", False), line("c", "3", False)]
+    hist.append({"kind": "measurement", "run": "c", "id": "T1", "value": 1})
+    assert history.merge_ids(hist) == ["b", "c"]
+    assert history.merge_ids([line("a", "1", False), line("c", "3", False)]) == ["a", "c"]
+    assert history.merge_ids([]) is None  # no history: every folder is read

@@ -175,7 +175,10 @@ def test_provisional_banner():
     ev = Evidence(CATALOGUE, THRESHOLDS)
     ev.measure("SLA-AV1", "99.9 % over 2 h", how="x", test="t", verdict="provisional")
     ev.outcome("SLA-AV1", "t", "passed")
-    assert "PASS SO FAR: none of" in report.render(ev.as_dict(), [])
+    text = report.render(ev.as_dict(), [])
+    assert "PASS SO FAR: none of" in text
+    assert "Provisional (measured over less than the window" in text
+    assert "href='#req-SLA-AV1'>SLA-AV1</a>" in text
 
 
 def test_series_verdict_flip_is_a_regression():
