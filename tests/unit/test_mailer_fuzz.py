@@ -2,7 +2,8 @@
 (random headers, charsets, encoded-words, boundaries, nesting, transfer encodings, byte noise)
 must always give a ParsedMail, never an exception, and only storable strings. Bounded by
 max_examples and a per-example deadline so the whole file runs in well under 30 s; no example
-database is written (database=None), so the checkout stays clean."""
+database is written (database=None); hypothesis' cache folder .hypothesis/ ignores itself (it
+writes its own .gitignore), so the checkout stays clean."""
 
 import base64
 import quopri
