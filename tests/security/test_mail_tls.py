@@ -63,7 +63,7 @@ def extra(stack, port: int, what: str) -> tuple[str, int]:
 
 
 # --- SMTP 1025: STARTTLS, then AUTH ---------------------------------------------------------------
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_smtp_offers_no_auth_before_starttls(stack):
     host, port = addr(stack, 1025)
     with smtplib.SMTP(host, port, timeout=TIMEOUT) as s:
@@ -77,7 +77,7 @@ def test_smtp_offers_no_auth_before_starttls(stack):
         assert code == 530, (code, reply)  # STARTTLS required before any mail
 
 
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_smtp_requires_auth_after_starttls(stack, tls):
     host, port = addr(stack, 1025)
     with smtplib.SMTP(host, port, timeout=TIMEOUT) as s:
@@ -88,7 +88,7 @@ def test_smtp_requires_auth_after_starttls(stack, tls):
         assert code == 530, (code, reply)  # authentication required
 
 
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_smtp_wrong_password_is_refused(stack, tls, login):
     host, port = addr(stack, 1025)
     with smtplib.SMTP(host, port, timeout=TIMEOUT) as s:
@@ -98,7 +98,7 @@ def test_smtp_wrong_password_is_refused(stack, tls, login):
     assert err.value.smtp_code == 535, err.value
 
 
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_smtp_submission_over_starttls_with_auth(stack, tls, login):
     host, port = addr(stack, 1025)
     with smtplib.SMTP(host, port, timeout=TIMEOUT) as s:
@@ -113,7 +113,7 @@ def test_smtp_submission_over_starttls_with_auth(stack, tls, login):
 
 
 # --- the certificate ------------------------------------------------------------------------------
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 @pytest.mark.parametrize("name", ["mailpit", "localhost", "127.0.0.1"])
 def test_certificate_verifies_for_the_stacks_names(stack, tls, name):
     host, port = addr(stack, 1110)
@@ -124,7 +124,7 @@ def test_certificate_verifies_for_the_stacks_names(stack, tls, name):
         assert conn.version() in ("TLSv1.2", "TLSv1.3")
 
 
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_another_ca_is_refused(stack, other_ca):
     host, port = addr(stack, 1025)
     with (
@@ -140,7 +140,7 @@ def test_another_ca_is_refused(stack, other_ca):
         poplib.POP3_SSL(host, port, timeout=TIMEOUT, context=ssl.create_default_context())
 
 
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_another_host_name_is_refused(stack, tls):
     host, port = addr(stack, 1110)
     with (
@@ -151,7 +151,7 @@ def test_another_host_name_is_refused(stack, tls):
 
 
 # --- POP3 1110: implicit TLS ----------------------------------------------------------------------
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_pop3_speaks_no_plain_text(stack):
     """A plaintext client gets no greeting: the server waits for a TLS handshake."""
     host, port = addr(stack, 1110)
@@ -159,7 +159,7 @@ def test_pop3_speaks_no_plain_text(stack):
         poplib.POP3(host, port, timeout=3)
 
 
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_pop3_over_tls_logs_in_and_refuses_a_wrong_password(stack, tls, login):
     host, port = addr(stack, 1110)
     conn = poplib.POP3_SSL(host, port, timeout=TIMEOUT, context=tls)
@@ -179,7 +179,7 @@ def test_pop3_over_tls_logs_in_and_refuses_a_wrong_password(stack, tls, login):
 
 
 # --- the offline stand-in's extras ----------------------------------------------------------------
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_pop3_stls_refuses_login_before_stls(stack, tls, login):
     host, port = extra(stack, 1111, "POP3 with STLS")
     conn = poplib.POP3(host, port, timeout=TIMEOUT)
@@ -201,7 +201,7 @@ def test_pop3_stls_refuses_login_before_stls(stack, tls, login):
         conn.quit()
 
 
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_imap_refuses_login_before_starttls(stack, tls, login):
     host, port = extra(stack, 1143, "IMAP")
     conn = imaplib.IMAP4(host, port, timeout=TIMEOUT)
@@ -221,7 +221,7 @@ def test_imap_refuses_login_before_starttls(stack, tls, login):
         conn.logout()
 
 
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_imaps_logs_in_and_refuses_a_wrong_password(stack, tls, login, other_ca):
     host, port = extra(stack, 1993, "IMAPS")
     conn = imaplib.IMAP4_SSL(host, port, timeout=TIMEOUT, ssl_context=tls)
@@ -239,7 +239,7 @@ def test_imaps_logs_in_and_refuses_a_wrong_password(stack, tls, login, other_ca)
         imaplib.IMAP4_SSL(host, port, timeout=TIMEOUT, ssl_context=other_ca)
 
 
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 def test_smtp_implicit_tls_with_auth(stack, tls, login):
     host, port = extra(stack, 1465, "SMTP with implicit TLS")
     with smtplib.SMTP_SSL(host, port, timeout=TIMEOUT, context=tls) as s:
@@ -286,7 +286,7 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.req("S1")
+@pytest.mark.req("S12")
 @pytest.mark.needs("praxis-mailer")
 def test_every_mailer_protocol_works_over_tls_and_a_foreign_ca_is_refused(stack, sla):
     variants = {
