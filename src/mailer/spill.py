@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import binascii
 import email.parser
-import email.policy
 import hashlib
 import re
 import secrets
@@ -28,6 +27,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+
+from mailer.headercap import _POLICY
 
 MARKER = "X-Mailer-Spilled"
 NO_SEPARATOR = "missing header body separator"  # the feedparser's defect, as parsing names it
@@ -42,7 +43,8 @@ _B64_KEEP = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 _B64_DELETE = bytes(sorted(set(range(256)) - set(_B64_KEEP)))
 _B64_RUNS = re.compile(rb"=+|[^=]+")
 _UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")
-_PARSER = email.parser.BytesHeaderParser(policy=email.policy.default)
+# the parser's capped policy: an unbounded Content-Type parameter run is quadratic here too
+_PARSER = email.parser.BytesHeaderParser(policy=_POLICY)
 
 
 @dataclass

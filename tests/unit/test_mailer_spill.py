@@ -441,3 +441,23 @@ def test_failure_of_the_pre_pass_becomes_a_defect(monkeypatch, tmp_path):
 def test_unreadable_file_raises_oserror(tmp_path):
     with pytest.raises(FileNotFoundError):
         parse_file(tmp_path / "missing.eml", tmp_path / "work")
+
+
+@pytest.mark.parametrize("header", ["Content-Type", "Content-Disposition"])
+def test_a_parameter_flood_in_a_large_mail_is_capped_in_the_pre_pass(tmp_path, header):
+    """The large-mail path reads header blocks with the parser's capped policy (issue 10): a
+    400 KB parameter run took the email package quadratic time and memory in spill too."""
+    flood = "; ".join(f"p{i}=v{i}" for i in range(40_000))  # ~400 KB
+    value = f"text/plain; {flood}" if header == "Content-Type" else f"attachment; {flood}"
+    raw = (
+        f"From: a@example.org\r\nTo: b@example.org\r\nSubject: flood\r\n{header}: {value}\r\n"
+        "\r\n"
+    ).encode() + b"x" * 2_000_000 + b"\r\n"
+    src = tmp_path / "big.eml"
+    src.write_bytes(raw)
+    t0 = time.process_time()
+    parsed, digest = parse_file(src, tmp_path / "work", threshold=1 << 20)
+    cpu = time.process_time() - t0
+    assert digest == hashlib.sha256(raw).hexdigest()
+    assert any("cut to" in d for d in parsed.defects), parsed.defects
+    assert cpu < 5, f"{cpu:.1f} s of CPU for a capped header"
