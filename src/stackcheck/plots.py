@@ -98,7 +98,7 @@ def distribution(sets: list[dict], *, title: str) -> str | None:
         colours = [BAD if bad and v > s["target"] else NEUTRAL for v in vals]
         ax.scatter(vals, jitter, s=14, c=colours, alpha=0.75, zorder=3)
         p50 = statistics.median(vals)
-        p95 = statistics.quantiles(vals, n=20)[-1] if len(vals) > 1 else vals[0]
+        p95 = statistics.quantiles(vals, n=20, method="inclusive")[-1] if len(vals) > 1 else vals[0]
         ax.text(
             span * 1.02,
             i,
