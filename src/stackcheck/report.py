@@ -26,6 +26,7 @@ AREAS: dict[str, tuple[str, ...]] = {
     "monitoring": ("M", "E5"),
     "mail flows": ("E", "A", "RW"),
     "documents": ("D",),
+    "the suite": ("SC",),
 }
 # plots: which requirement's samples go where
 LATENCY_IDS = ("SLA-P1", "SLA-P2")
@@ -241,6 +242,7 @@ summary { cursor: pointer; color: #555; }
        white-space: nowrap; }
 .run.newer { background: #fde7c8; }
 .reg { color: #b71c1c; font-weight: 700; }
+ul.attention li { margin-bottom: 4px; overflow-wrap: anywhere; }
 figure { margin: 12px 0; } figure svg { max-width: 100%; height: auto; display: block; }
 figcaption { font-size: 12px; color: #444; }
 code { font-size: 11px; }
@@ -432,6 +434,33 @@ def _benchmarks_table(data: dict) -> str:
     )
 
 
+def _attention(data: dict, base: str | None) -> str:
+    """Right under the banner: each failing requirement with what failed and in which run."""
+    items = []
+    for r in data["requirements"]:
+        if r["verdict"] != FAIL:
+            continue
+        runs = r.get("test_runs", {})
+        what = [
+            f"<code>{esc(t)}</code> {esc(o)}{_run_tag(runs.get(t), base)}"
+            for t, o in r["tests"].items()
+            if o == "failed"
+        ]
+        what += [
+            f"measured <b>{esc(fmt(m['value']))} {esc(m['unit'])}</b> against "
+            f"{esc(r['target'])}{_run_tag(m.get('run'), base)}"
+            for m in r["measurements"]
+            if m["verdict"] == FAIL
+        ]
+        items.append(
+            f"<li><a href='#req-{esc(r['id'])}'><b>{esc(r['id'])}</b></a> "
+            f"{esc(r['requirement'][:120])}: {'; '.join(what)}</li>"
+        )
+    return (
+        f"<h2 class=reg>What fails</h2><ul class=attention>{''.join(items)}</ul>" if items else ""
+    )
+
+
 def render(data: dict, history: list[dict]) -> str:
     """The whole page for one evidence dict (a run's own, or the merged top-level one)."""
     reqs = {r["id"]: r for r in data["requirements"]}
@@ -491,6 +520,7 @@ def render(data: dict, history: list[dict]) -> str:
 <h1>SLA evidence</h1>
 {_banner(data)}
 <ul class=areas>{nav}</ul>
+{_attention(data, base)}
 {reg_html}
 {"".join(sections)}
 <h2 id=plots>Plots</h2>

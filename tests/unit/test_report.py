@@ -84,6 +84,16 @@ def test_banner_comes_first_and_names_what_fails(rendered):
     assert "complete run 12-01 00:00 abc1234 + 1 newer partial run" in text
 
 
+def test_what_fails_listed_under_the_banner_with_its_test_and_run(rendered):
+    text = page(rendered)
+    part = text[text.index("<h2 class=reg>What fails</h2>") :]
+    part = part[: part.index("</ul>")]
+    assert "href='#req-S3'><b>S3</b></a>" in part
+    assert "<code>t::S3</code> failed" in part
+    assert "12-01 01:00 abc1234" in part  # the partial run that failed it
+    assert text.index("What fails") < text.index("id='area-availability'")
+
+
 def test_one_section_per_area_with_counts(rendered):
     text = page(rendered)
     for area in ("Availability", "Performance", "Recovery", "Security", "Backup", "Monitoring"):
@@ -116,6 +126,7 @@ def test_one_section_per_area_with_counts(rendered):
         ("A6", "mail flows"),
         ("RW3", "mail flows"),
         ("D4", "documents"),
+        ("SC1", "the suite"),
     ],
 )
 def test_areas_by_id_prefix(rid, area):
