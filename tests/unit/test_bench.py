@@ -78,12 +78,20 @@ def test_last_full_suite_is_the_newest_complete_run(tmp_path):
     assert "40 tests, 3 failed, 3 skipped" in fig.note
 
 
-def test_last_full_suite_falls_back_to_reports_junit_marked_partial(tmp_path):
-    run_dir(tmp_path, "20261202T090000Z-ccc", complete=False)
+def test_last_full_suite_falls_back_to_the_biggest_partial_run(tmp_path):
+    run_dir(tmp_path, "20261202T080000Z-aaa", complete=False)  # 40 tests
+    run_dir(tmp_path, "20261202T090000Z-bbb", complete=False, junit=JUNIT.replace("40", "3"))
+    run_dir(tmp_path, "20261202T100000Z-ccc", complete=True, junit=None)  # no junit kept
+    fig = bench.last_full_suite(tmp_path)
+    assert fig.value == 812.5
+    assert fig.note.startswith("PARTIAL (no complete run kept): run 20261202T080000Z-aaa, 40 tests")
+
+
+def test_last_full_suite_falls_back_to_reports_junit(tmp_path):
     (tmp_path / "junit.xml").write_text(JUNIT.replace("812.5", "3.25"))
     fig = bench.last_full_suite(tmp_path)
     assert fig.value in (3.2, 3.3)  # rounded to 0.1 s
-    assert fig.note.startswith("PARTIAL")
+    assert fig.note.startswith("PARTIAL (no complete run kept): reports/junit.xml")
     assert bench.last_full_suite(tmp_path / "nothing").value is None
 
 
