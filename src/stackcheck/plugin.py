@@ -18,7 +18,7 @@ import pytest
 
 from stackcheck.catalogue import Catalogue
 from stackcheck.evidence import Evidence
-from stackcheck.mode import Mode, ModeError, resolve
+from stackcheck.mode import Mode, ModeError, resolve, select_mode
 from stackcheck.stack import Stack, StackError
 from stackcheck.thresholds import Threshold, ThresholdError
 from stackcheck.thresholds import load as load_thresholds
@@ -33,7 +33,14 @@ MARKERS = {
     "unit": "fast tests of src/, no Docker",
     "req(*ids)": "requirement IDs of docs/REQUIREMENTS.md that this test proves",
     "needs(*services)": "services the test needs; skipped, naming them, if the stack lacks them",
+    # what a test does to the stack it runs against (the most impactful marker wins; an
+    # acceptance test without one counts as `writes`, a `recovery` test as `disrupts`)
+    "reads": "only observes the stack (queries, logs, static files): runs in external mode",
+    "writes": "writes test data (mail, rows, probe containers, files): in external mode only "
+    "with --allow-writes",
+    "disrupts": "stops, kills, restarts or reconfigures services: never in external mode",
 }
+IMPACTS = ("reads", "writes", "disrupts")
 
 evidence_key = pytest.StashKey[Evidence]()
 stack_key = pytest.StashKey[Stack]()
@@ -76,6 +83,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="stackcheck_evidence_dir",
         default="reports",
         help="where sla-evidence.json and .html are written",
+    )
+    g.addoption(
+        "--allow-writes",
+        dest="stackcheck_allow_writes",
+        action="store_true",
+        help="with --stack=external, also run the tests that write test data (mail to the "
+        "profile addresses, rows, probe containers); tests that disrupt never run there",
     )
     g.addoption(
         "--mail-corpus",
@@ -128,7 +142,44 @@ def pytest_collection_modifyitems(
             problems.append(f"{item.nodeid}: acceptance test without @pytest.mark.req(...)")
     if problems:
         raise pytest.UsageError("requirement traceability:\n  " + "\n  ".join(problems))
+    _hands_off(config, items)
     items.sort(key=lambda it: it.get_closest_marker("recovery") is not None)
+
+
+def impact(item: pytest.Item) -> str:
+    """reads, writes or disrupts: what the test does to the stack (see MARKERS)."""
+    if item.get_closest_marker("disrupts") or item.get_closest_marker("recovery"):
+        return "disrupts"
+    if item.get_closest_marker("writes"):
+        return "writes"
+    return "reads" if item.get_closest_marker("reads") else "writes"
+
+
+def _hands_off(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A stack that is not ours (--stack=external) is only observed: what writes test data
+    runs only with --allow-writes, what disrupts never. Decided from the markers, before any
+    fixture could touch the stack."""
+    try:
+        mode = select_mode(config.option.stackcheck_mode, os.environ)
+    except ModeError:
+        return  # reported by the stack fixture, with its message
+    if mode is not Mode.EXTERNAL:
+        return
+    allow_writes = config.option.stackcheck_allow_writes
+    for item in items:
+        if not any(item.get_closest_marker(s) for s in SUITES):
+            continue
+        kind = impact(item)
+        if kind == "disrupts":
+            item.add_marker(
+                pytest.mark.skip(reason="disrupts the stack: never in external mode (not ours)")
+            )
+        elif kind == "writes" and not allow_writes:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="writes test data into a stack that is not ours: --allow-writes runs it"
+                )
+            )
 
 
 # --- the stack --------------------------------------------------------------------------

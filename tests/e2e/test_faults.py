@@ -12,7 +12,6 @@ import uuid
 import pytest
 
 from stackcheck.mailflow import PROFILES, Pop3Reader, pdf_of_size
-from stackcheck.mode import Mode
 from stackcheck.waits import wait_for
 
 pytestmark = [
@@ -22,14 +21,6 @@ pytestmark = [
 ]
 
 PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
-
-
-@pytest.fixture(autouse=True)
-def _owned(stack):
-    if stack.config.mode is Mode.EXTERNAL:
-        pytest.skip(
-            "--stack=external: faults are never injected into a stack this suite does not own"
-        )
 
 
 def burst(mail, profile: str, n: int, tag: str):

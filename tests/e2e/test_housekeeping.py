@@ -10,15 +10,12 @@ import uuid
 import pytest
 
 from stackcheck.mailflow import EICAR, PROFILES, mailer_metric
-from stackcheck.mode import Mode
 
-pytestmark = [pytest.mark.e2e, pytest.mark.needs("ecom-mailer", "clamav", "mailpit")]
-
-
-@pytest.fixture(autouse=True)
-def _owned(stack):
-    if stack.config.mode is Mode.EXTERNAL:
-        pytest.skip("--stack=external: this suite never deletes files in a stack it does not own")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.disrupts,  # deletes files in the mailers' volumes
+    pytest.mark.needs("ecom-mailer", "clamav", "mailpit"),
+]
 
 
 @pytest.mark.req("M7")

@@ -16,7 +16,7 @@ import pytest
 from stackcheck.availability import duration, judge
 from stackcheck.evidence import FAIL
 
-pytestmark = [pytest.mark.infra, pytest.mark.needs("prometheus")]
+pytestmark = [pytest.mark.infra, pytest.mark.needs("prometheus"), pytest.mark.reads]
 
 STEP_S = 15.0  # the rule group's interval: one sample per 15 s
 RULES = "stack/config/prometheus/rules/availability.yml"

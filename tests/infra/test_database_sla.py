@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.infra, pytest.mark.needs("postgres")]
+pytestmark = [pytest.mark.infra, pytest.mark.needs("postgres"), pytest.mark.reads]
 
 # the queries a mailer runs per mail (store.py): duplicate guard, Message-ID guard, outbox scan
 STANDARD = {

@@ -2,7 +2,7 @@
 
 import pytest
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.reads]
 
 
 @pytest.mark.req("T1")

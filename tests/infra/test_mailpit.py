@@ -3,7 +3,7 @@ answers the same call in Mailpit's shape)."""
 
 import pytest
 
-pytestmark = [pytest.mark.infra, pytest.mark.needs("mailpit")]
+pytestmark = [pytest.mark.infra, pytest.mark.needs("mailpit"), pytest.mark.reads]
 
 
 @pytest.mark.req("T7")

@@ -23,7 +23,7 @@ import yaml
 from stackcheck.mailflow import Pop3Reader, header_text
 from stackcheck.waits import wait_for
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.reads]
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "stack" / "config"
@@ -337,6 +337,7 @@ def test_every_rule_and_dashboard_query_runs(prom, sla):
 # --- M3: an alert reaches the mailbox -------------------------------------------------------------
 @pytest.mark.req("M3")
 @pytest.mark.needs("alertmanager", "mailpit")
+@pytest.mark.writes  # posts a critical alert: it pages whoever Alertmanager pages
 def test_alert_mail_reaches_the_mailbox(stack, sla):
     """A critical alert posted to Alertmanager arrives as mail for alerts@example.com in the
     stack's mail server, read over POP3 as any mail client would (without deleting anything)."""

@@ -2,7 +2,7 @@
 
 import pytest
 
-pytestmark = [pytest.mark.infra, pytest.mark.needs("n8n")]
+pytestmark = [pytest.mark.infra, pytest.mark.needs("n8n"), pytest.mark.reads]
 
 
 @pytest.mark.req("T1", "H4")

@@ -6,7 +6,7 @@ import os
 import httpx
 import pytest
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.reads]
 
 
 @pytest.mark.req("T5")

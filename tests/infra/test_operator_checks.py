@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.reads]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operator-checks.md"
 _SECTION = re.compile(r"^### (T\d+): .*?^```bash\n(.+?)\n```", re.M | re.S)
@@ -118,6 +118,7 @@ def test_operator_check_passes_on_the_running_stack(stack, sla, check):
 
 
 @pytest.mark.req("T8")
+@pytest.mark.writes  # starts a throwaway compose project on the same engine
 def test_operator_check_t8_on_a_throwaway_project(stack, sla):
     """T8 stops the whole stack: its line runs as typed, but on a compose project of its own
     (same files and secrets, own volumes), after a first start that wrote a marker database; the

@@ -5,7 +5,7 @@ import time
 import psycopg
 import pytest
 
-pytestmark = [pytest.mark.infra, pytest.mark.needs("postgres")]
+pytestmark = [pytest.mark.infra, pytest.mark.needs("postgres"), pytest.mark.reads]
 
 
 @pytest.mark.req("T2")

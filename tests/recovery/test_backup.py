@@ -31,7 +31,6 @@ import pytest
 
 from backup import naming, runlog
 from backup.verify import TABLE_STATS_SQL, parse_stats
-from stackcheck.mode import Mode
 from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.recovery, pytest.mark.needs("postgres", "backup")]
@@ -198,11 +197,6 @@ def _owned_stack_with_backup(stack) -> None:
     if not stack.has("backup"):
         how = "offline mode" if stack.config.offline else "this stack"
         pytest.skip(f"needs service backup, which {how} does not run")
-    if stack.config.mode is Mode.EXTERNAL:
-        pytest.skip(
-            "--stack=external: backup runs and restores are never started on a stack "
-            "this suite does not own"
-        )
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,11 @@ import uuid
 
 import pytest
 
-from stackcheck.mode import Mode
-
 pytestmark = [pytest.mark.recovery, pytest.mark.needs("postgres", "redis")]
 
 
 @pytest.mark.req("T8", "SLA-R3")
 def test_data_survives_down_and_up(stack, sla):
-    if stack.config.mode is Mode.EXTERNAL:
-        pytest.skip(
-            "--stack=external: down/up is never run against a stack this suite does not own"
-        )
     marker = uuid.uuid4().hex
     with stack.postgres() as conn:
         conn.execute(

@@ -16,19 +16,11 @@ import pytest
 import redis
 
 from stackcheck.mailflow import PROFILES, mail_tls
-from stackcheck.mode import Mode
 
 pytestmark = [
     pytest.mark.recovery,
     pytest.mark.needs("postgres", "redis", "mailpit", "praxis-mailer", "ecom-mailer"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _owned(stack):
-    if stack.config.mode is Mode.EXTERNAL:
-        pytest.skip("--stack=external: this suite never changes the secrets of a stack it does "
-                    "not own")  # fmt: skip
 
 
 Run = tuple[subprocess.CompletedProcess, float]

@@ -10,17 +10,10 @@ from datetime import datetime
 
 import pytest
 
-from stackcheck.mode import Mode
 from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.recovery, pytest.mark.needs("postgres", "redis")]
 CORE = ("postgres", "redis")
-
-
-@pytest.fixture(autouse=True)
-def _owned(stack):
-    if stack.config.mode is Mode.EXTERNAL:
-        pytest.skip("--stack=external: a stack this suite does not own is never stopped")
 
 
 def _ts(value: str) -> float:

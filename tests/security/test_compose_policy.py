@@ -12,7 +12,7 @@ import pytest
 from stackcheck import policy
 from stackcheck.compose import Compose
 
-pytestmark = pytest.mark.security
+pytestmark = [pytest.mark.security, pytest.mark.reads]
 
 STACK = Path(__file__).resolve().parents[2] / "stack"
 VARIANTS = {"canonical": ("compose.yml",), "offline": ("compose.yml", "compose.offline.yml")}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.security
+pytestmark = [pytest.mark.security, pytest.mark.reads]
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "stack"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.security
+pytestmark = [pytest.mark.security, pytest.mark.reads]
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "stack" / "config"

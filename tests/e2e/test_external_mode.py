@@ -1,0 +1,107 @@
+"""External mode is hands-off (issue 13): the whole acceptance suite, pointed at a running stack
+it does not own (`--stack=external`), runs only the tests declared `reads`; the stack does not
+notice. Checked on this suite's own stack with mail in its mailbox and a pager (Alertmanager's
+mail receiver) configured: before and after, the same mailbox, the same alerts and the same
+notification count, the same rows, no container created, started, stopped or killed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stackcheck.mailflow import PROFILES, Pop3Reader
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.writes,  # sends the canary mail; the run it starts must not run in itself
+    pytest.mark.needs("mailpit", "postgres", "alertmanager", "praxis-mailer", "ecom-mailer"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+LIFECYCLE = {"create", "start", "restart", "stop", "kill", "die", "destroy", "pause", "update"}
+
+
+def _notifications(stack) -> float:
+    res = stack.service("alertmanager").exec(["wget", "-qO-", "http://localhost:9093/metrics"])
+    assert res.exit_code == 0, res.output
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in res.output.splitlines()
+        if line.startswith("alertmanager_notifications_total")
+    )
+
+
+def _alerts(stack) -> str:
+    res = stack.service("alertmanager").exec(
+        ["wget", "-qO-", "http://localhost:9093/api/v2/alerts?active=true&silenced=true"]
+    )
+    assert res.exit_code == 0, res.output
+    return re.sub(r'"updatedAt":"[^"]*",?', "", res.output)  # refreshed by every evaluation
+
+
+def snapshot(stack, dbs) -> dict:
+    counts = {
+        (p, t): dbs[p].query(f"SELECT count(*) FROM {t}")[0][0]
+        for p in dbs
+        for t in ("emails", "duplicates", "attachments", "outbox")
+    }
+    containers = {}
+    for svc in stack.services():
+        c = svc.container
+        c.reload()
+        containers[svc.name] = (c.id, c.attrs["State"]["StartedAt"], c.attrs["RestartCount"])
+    return {
+        "mailbox": frozenset(Pop3Reader(stack).uids()),
+        "alerts": _alerts(stack),
+        "notifications": _notifications(stack),
+        "rows": counts,
+        "containers": containers,
+    }
+
+
+@pytest.mark.req("SC1")
+def test_external_mode_leaves_a_running_stack_untouched(stack, mail, praxis_db, ecom_db, tmp_path):
+    dbs = {"praxis": praxis_db, "ecom": ecom_db}
+    # mail in the mailbox, as a production stack has
+    sent = mail.mail(PROFILES["ecom"], "canary before an external run", "left where it is")
+    ecom_db.wait_stored(sent, timeout=60)
+    before = snapshot(stack, dbs)
+    since = time.time()
+    env = {
+        **os.environ,
+        "STACKCHECK_STACK": "external",
+        "STACKCHECK_PROJECT": stack.config.project,
+    }
+    env.pop("STACKCHECK_TEARDOWN", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/infra", "tests/security", "tests/e2e",
+         "tests/perf", "tests/recovery", "-q", "-rs", "-p", "no:cacheprovider",
+         "-p", "no:randomly", f"--evidence-dir={tmp_path / 'evidence'}",
+         f"--html={tmp_path / 'report.html'}", f"--junitxml={tmp_path / 'junit.xml'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    until = time.time()
+    tail = proc.stdout[-4000:]
+    assert proc.returncode in (0, 1), tail  # 1: a read-only check may fail; the point is below
+    summary = re.search(r"(\d+) passed", proc.stdout)
+    assert summary and int(summary.group(1)) > 50, tail
+    assert "writes test data into a stack that is not ours" in proc.stdout, tail
+    assert "disrupts the stack: never in external mode" in proc.stdout, tail
+    after = snapshot(stack, dbs)
+    events = [
+        (e.get("Actor", {}).get("Attributes", {}).get("name"), e.get("Action"))
+        for e in stack.docker.events(
+            since=int(since), until=int(until) + 1, filters={"type": "container"}, decode=True
+        )
+        if e.get("Action", "").split(":")[0] in LIFECYCLE
+    ]
+    assert events == [], f"container lifecycle events during the external run: {events[:20]}"
+    for key in before:
+        assert after[key] == before[key], f"{key} changed: {before[key]} -> {after[key]}"
