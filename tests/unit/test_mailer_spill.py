@@ -450,9 +450,13 @@ def test_a_parameter_flood_in_a_large_mail_is_capped_in_the_pre_pass(tmp_path, h
     flood = "; ".join(f"p{i}=v{i}" for i in range(40_000))  # ~400 KB
     value = f"text/plain; {flood}" if header == "Content-Type" else f"attachment; {flood}"
     raw = (
-        f"From: a@example.org\r\nTo: b@example.org\r\nSubject: flood\r\n{header}: {value}\r\n"
-        "\r\n"
-    ).encode() + b"x" * 2_000_000 + b"\r\n"
+        (
+            f"From: a@example.org\r\nTo: b@example.org\r\nSubject: flood\r\n{header}: {value}\r\n"
+            "\r\n"
+        ).encode()
+        + b"x" * 2_000_000
+        + b"\r\n"
+    )
     src = tmp_path / "big.eml"
     src.write_bytes(raw)
     t0 = time.process_time()
