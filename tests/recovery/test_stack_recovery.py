@@ -57,6 +57,12 @@ def test_down_then_core_first_then_everything(stack, praxis_db, sla):
     missing = [n for n, t in per_service.items() if t is None]
     assert not missing, f"no passing health probe since start: {missing}"
     worst = max(per_service, key=per_service.get)
+    sla.samples(
+        "SLA-R1",
+        per_service,
+        unit="s",
+        how="per service: container start to first passing health probe, after down/up",
+    )
     sla.check(
         "SLA-R1",
         per_service[worst],
@@ -102,6 +108,7 @@ def test_every_service_sigkilled_comes_back_healthy(stack, sla):
 
     wait_for(all_back, timeout=limit, interval=1, what="every killed service healthy again")
     worst = max(back, key=back.get)
+    sla.samples("SLA-R2", back, unit="s", how="per service: SIGKILL to healthy again")
     sla.check(
         "SLA-R2",
         back[worst],
