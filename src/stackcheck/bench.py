@@ -167,7 +167,7 @@ def p1_figures(evidence: dict) -> tuple[Figure, Figure]:
 
 
 def _p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20)[-1]
+    return statistics.quantiles(values, n=20, method="inclusive")[-1]  # as plots.py
 
 
 def read_evidence(reports: Path) -> dict:
