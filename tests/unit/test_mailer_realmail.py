@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_mailer_parsing import assert_clean_strings  # one definition of "storable"
 
 from mailer.attachments import decide, detect_kind
 from mailer.parsing import MAX_DEFECTS, ParsedMail, parse, parse_file
@@ -73,16 +74,6 @@ def measure(path: Path) -> Measured:
     return RESULTS[key]
 
 
-def check_strings(parsed: ParsedMail) -> None:
-    strings = [parsed.subject, parsed.sender, parsed.text, parsed.html or "", *parsed.recipients]
-    strings += [parsed.message_id or "", *parsed.defects]
-    for a in parsed.attachments:
-        strings += [a.filename, a.original_filename or "", a.declared_type]
-    for s in strings:
-        assert "\x00" not in s
-        s.encode("utf-8")
-
-
 @needs_corpus
 def test_corpus_is_there():
     assert len(corpus_files()) >= 800, f"expected the 857 mails of {CORPUS}"
@@ -94,7 +85,7 @@ def test_real_mail_parses_bounded(path, tmp_path):
     m = measure(path)
     assert isinstance(m.parsed, ParsedMail)
     assert len(m.parsed.defects) <= MAX_DEFECTS
-    check_strings(m.parsed)
+    assert_clean_strings(m.parsed)
     assert m.seconds < MAX_SECONDS, f"{m.seconds:.2f} s"
     assert m.peak < MAX_PEAK_MIB * MIB, f"{m.peak / MIB:.0f} MiB"
     if path.stat().st_size >= PARSE_FILE_FROM:
