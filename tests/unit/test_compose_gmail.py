@@ -79,7 +79,11 @@ def test_logs_in_as_its_own_account_with_the_app_password(model, service):
     assert model["secrets"][SECRET[service]]["file"].endswith(f"/secrets/{SECRET[service]}")
 
 
-def test_the_accounts_are_required():
-    proc = render({})
+@pytest.mark.parametrize("missing", ["PRAXIS_GMAIL_USER", "ECOM_GMAIL_USER"])
+def test_the_accounts_are_required(missing):
+    """Compose names the first missing variable it meets, in no fixed order: one at a time."""
+    given = {"PRAXIS_GMAIL_USER": "praxis@gmail.example", "ECOM_GMAIL_USER": "shop@gmail.example"}
+    given.pop(missing)
+    proc = render(given)
     assert proc.returncode != 0
-    assert "PRAXIS_GMAIL_USER" in proc.stderr
+    assert missing in proc.stderr
