@@ -22,6 +22,7 @@ import pytest
 
 from stackcheck.mailflow import PROFILES, Pop3Reader, peak_rss_mib, restarts
 from stackcheck.replay import Replay, corpus_files
+from stackcheck.waits import wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -115,9 +116,24 @@ def test_every_replayed_mail_is_kept(request, stack, mail, praxis_db, ecom_db, o
     )
     print(summary)
 
+    # The mailers answer what they stored (acknowledgements, staff notices: thousands of mails):
+    # their outboxes are waited for, so the replies land before the clean-up and do not flood
+    # the mailbox, and the mailers' polls, of the tests after this one.
+    def unsent() -> int:
+        return sum(
+            dbs[p].query("SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')")[0][0]
+            for p in dbs
+        )
+
+    _, drained_in = wait_for(
+        unsent, timeout=600, interval=2, ok=lambda n: n == 0, what="the mailers' outboxes drained"
+    )
     # what the replay added to the mailbox (the mails, the mailers' replies) goes again
     removed = reader.delete_except(before_uids)
-    print(f"removed {removed} messages the replay added to the mailbox")
+    print(
+        f"outboxes drained {drained_in:.0f} s after the replay; removed {removed} messages "
+        "the replay added to the mailbox"
+    )
 
     sla.check(
         "RW1",
