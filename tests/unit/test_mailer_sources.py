@@ -246,8 +246,9 @@ def mail(to: str, subject: str, extra_header: bytes = b"") -> bytes:
     )
 
 
-def pop3(server: FakeServer, ca: Path, security: str, **kw) -> Pop3Source:
-    return Pop3Source(
+def _source(cls, server: FakeServer, ca: Path, security: str, **kw):
+    """A source of class `cls` for the fake server, trusting `ca`, reading for OURS."""
+    return cls(
         "127.0.0.1",
         server.port,
         "praxis",
@@ -258,6 +259,10 @@ def pop3(server: FakeServer, ca: Path, security: str, **kw) -> Pop3Source:
         timeout=5,
         **kw,
     )
+
+
+def pop3(server: FakeServer, ca: Path, security: str, **kw) -> Pop3Source:
+    return _source(Pop3Source, server, ca, security, **kw)
 
 
 def _poll(source, known=lambda ids: set(), foreign=None) -> list:
@@ -426,17 +431,7 @@ class ImapBox:
 
 
 def imap(server: FakeServer, ca: Path, security: str, **kw) -> ImapSource:
-    return ImapSource(
-        "127.0.0.1",
-        server.port,
-        "praxis",
-        kw.pop("password", PASSWORD),
-        security=security,
-        context=client_ctx(ca),
-        addresses=(OURS,),
-        timeout=5,
-        **kw,
-    )
+    return _source(ImapSource, server, ca, security, **kw)
 
 
 def test_imaps_with_the_right_ca(servers, pki):
