@@ -11,12 +11,16 @@ ENV_MODE = "STACKCHECK_STACK"
 ENV_PROJECT = "STACKCHECK_PROJECT"
 ENV_OFFLINE = "STACKCHECK_OFFLINE"
 ENV_TEARDOWN = "STACKCHECK_TEARDOWN"
+ENV_SWARM_STACK = "STACKCHECK_SWARM_STACK"
 
 
 class Mode(enum.StrEnum):
     REUSE = "reuse"  # bring up what is missing, keep what runs (default, fastest for `-m infra`)
     FRESH = "fresh"  # `down -v` first: no data from an earlier run
     EXTERNAL = "external"  # someone else's stack: observe only, never start, stop or remove
+    # the stack deployed on Docker Swarm by `./run deploy swarm` (namespace $STACKCHECK_SWARM_STACK,
+    # default stackcheck-swarm): found by com.docker.stack.namespace, never deployed by the suite
+    SWARM = "swarm"
 
 
 class ModeError(ValueError):
@@ -93,7 +97,13 @@ def resolve(
         if f and f not in ("compose.yml", "compose.offline.yml")
     ]
     project = env.get(ENV_PROJECT) or dotenv.get("COMPOSE_PROJECT_NAME") or "stackcheck"
+    if mode is Mode.SWARM:  # the stack namespace, and the model with the Swarm overlay
+        project = env.get(ENV_SWARM_STACK) or "stackcheck-swarm"
+        files.append("compose.swarm.yml")
     teardown = option_teardown or bool(_truthy(env.get(ENV_TEARDOWN)))
-    if mode is Mode.EXTERNAL and teardown:
-        raise ModeError("--stack=external never touches the stack, so it cannot tear it down")
+    if mode in (Mode.EXTERNAL, Mode.SWARM) and teardown:
+        raise ModeError(
+            f"--stack={mode.value} never removes the stack, so it cannot tear it down"
+            + (" (`./run undeploy swarm` does)" if mode is Mode.SWARM else "")
+        )
     return StackConfig(mode, project, stack_dir, tuple(files), offline, teardown)

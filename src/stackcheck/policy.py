@@ -252,3 +252,155 @@ def check(rule: Rule, name: str, svc: Service) -> Problems:
     if rule.check is rule_healthcheck:
         return rule_healthcheck(svc, name)
     return rule.check(svc)
+
+
+# --- the Swarm stack (issue 15) -----------------------------------------------------------
+# The rendered `docker stack deploy` file (stackcheck.swarm.render) under rules that hold the
+# same hardening in Swarm's terms. Rules of RULES that Swarm cannot express are replaced here;
+# what stands in is in docs/swarm.md and swarm.TRANSLATIONS.
+SWARM_RESTART = {"condition": "any", "max_attempts": 3}
+# services that own their volume exclusively: the new task may start only after the old stopped
+SWARM_STOP_FIRST: dict[str, str] = {
+    name: "owns its data volume exclusively: a second copy on it would corrupt it or refuse "
+    "to start on its lock"
+    for name in (
+        "postgres", "redis", "mailpit", "n8n", "backup", "prometheus", "alertmanager",
+        "grafana", "loki", "minio",
+    )
+}  # fmt: skip
+PUBLIC_SECRET_MODES = {"mail_ca_cert": 0o444}
+
+
+def rule_swarm_restart(svc: Service) -> Problems:
+    """H3 on Swarm: deploy.restart_policy restarts on any exit, at most 3 times in a window."""
+    rp = (svc.get("deploy") or {}).get("restart_policy") or {}
+    problems = [
+        f"restart_policy {k} {rp.get(k)!r}, want {v!r}"
+        for k, v in SWARM_RESTART.items()
+        if rp.get(k) != v
+    ]
+    if not rp.get("window"):
+        problems.append("restart_policy has no window (max_attempts would count forever)")
+    return problems
+
+
+def rule_swarm_update(svc: Service, name: str = "") -> Problems:
+    """Rolling updates: one task at a time, rolled back on failure, start-first unless the
+    service owns its volume (SWARM_STOP_FIRST)."""
+    deploy = svc.get("deploy") or {}
+    uc, rc = deploy.get("update_config") or {}, deploy.get("rollback_config") or {}
+    want = "stop-first" if name in SWARM_STOP_FIRST else "start-first"
+    problems = []
+    if uc.get("failure_action") != "rollback":
+        problems.append(f"update_config failure_action {uc.get('failure_action')!r}, want rollback")
+    if uc.get("order") != want:
+        problems.append(f"update_config order {uc.get('order')!r}, want {want}")
+    if not uc.get("monitor"):
+        problems.append("update_config has no monitor period (a failing task is not noticed)")
+    if not rc:
+        problems.append("no rollback_config")
+    return problems
+
+
+def rule_swarm_placement(svc: Service) -> Problems:
+    """A service that bind-mounts host paths runs on a manager, where the checkout is."""
+    binds = [v.get("source") for v in svc.get("volumes") or [] if v.get("type") == "bind"]
+    constraints = ((svc.get("deploy") or {}).get("placement") or {}).get("constraints") or []
+    if binds and "node.role == manager" not in constraints:
+        return [f"bind-mounts {', '.join(map(str, binds))} but is not placed on a manager"]
+    return []
+
+
+def rule_swarm_secret_mounts(svc: Service) -> Problems:
+    """S1 on Swarm: every secret mount is owned by the service's own uid/gid, mode 0400 (the
+    public CA certificate 0444): Swarm sets owner and mode per mount, not from the file."""
+    uid, _, gid = str(svc.get("user") or "0").partition(":")
+    gid = gid or uid
+    problems = []
+    for ref in svc.get("secrets") or []:
+        if isinstance(ref, str):
+            problems.append(f"secret {ref} has no uid/gid/mode")
+            continue
+        src = ref.get("source")
+        want_mode = PUBLIC_SECRET_MODES.get(src, 0o400)
+        got = (str(ref.get("uid")), str(ref.get("gid")), ref.get("mode"))
+        if got != (uid, gid, want_mode):
+            problems.append(
+                f"secret {src} mounted {got[0]}:{got[1]} mode {oct(got[2] or 0)}, want "
+                f"{uid}:{gid} mode {oct(want_mode)}"
+            )
+    return problems
+
+
+def rule_swarm_no_ports(svc: Service) -> Problems:
+    """S4 on Swarm: nothing published (Swarm binds every address); the loopback gateway
+    publishes on 127.0.0.1."""
+    return [f"publishes {p}" for p in svc.get("ports") or []]
+
+
+def rule_swarm_privileges(svc: Service) -> Problems:
+    """S9 on Swarm: every capability dropped, nothing privileged, no host namespaces, no
+    socket (no-new-privileges has no Swarm option: docs/swarm.md)."""
+    problems = [p for p in rule_privileges(svc) if p != "no no-new-privileges"]
+    if svc.get("cap_add"):
+        problems.append(f"cap_add {svc['cap_add']}")
+    return problems
+
+
+_REGISTRY_QUALIFIED = re.compile(r"^[^/]+[.:][^/]*/|^localhost/")
+
+
+def rule_swarm_image_source(svc: Service) -> Problems:
+    """S10 on Swarm: an image we build carries a registry-qualified name, so a node's pull at
+    task start never asks Docker Hub for a stackcheck/* name."""
+    image = svc.get("image") or ""
+    if "stackcheck/" in image and not _REGISTRY_QUALIFIED.match(image):
+        return [f"image {image!r} would be pulled from Docker Hub by a node"]
+    return []
+
+
+def rule_swarm_networks(svc: Service) -> Problems:
+    """S3 on Swarm: on explicit networks only (overlays: see swarm_network_problems)."""
+    return rule_networks(svc)
+
+
+SWARM_RULES: tuple[Rule, ...] = (
+    Rule("healthcheck", "H1", rule_healthcheck),
+    Rule("resources", "H2", rule_resources),
+    Rule("swarm-restart", "H3", rule_swarm_restart),
+    Rule("swarm-update", "H3", rule_swarm_update),
+    Rule("swarm-placement", "H3", rule_swarm_placement),
+    Rule("secrets-not-in-env", "S1", rule_secrets_not_in_env),
+    Rule("swarm-secret-mounts", "S1", rule_swarm_secret_mounts),
+    Rule("non-root", "S2", rule_non_root),
+    Rule("swarm-no-ports", "S4", rule_swarm_no_ports),
+    Rule("read-only", "S5", rule_read_only),
+    Rule("swarm-privileges", "S9", rule_swarm_privileges),
+    Rule("logging", "M6", rule_logging),
+    Rule("image-pinned", "D5", rule_image_pinned),
+    Rule("swarm-networks", "S3", rule_swarm_networks),
+    Rule("swarm-image-source", "S10", rule_swarm_image_source),
+)
+
+
+def check_swarm(rule: Rule, name: str, svc: Service) -> Problems:
+    """As `check`, for the rendered Swarm stack (the same exceptions, by rule id)."""
+    if (rule.id, name) in EXCEPTIONS or (rule.id.replace("swarm-", ""), name) in EXCEPTIONS:
+        return []
+    if rule.check in (rule_healthcheck, rule_swarm_update):
+        return rule.check(svc, name)
+    return rule.check(svc)
+
+
+def swarm_network_problems(stack_file: dict, compose_model: dict) -> Problems:
+    """S3 on Swarm: every network an overlay, internal wherever compose.yml's bridge is."""
+    problems = []
+    for name, net in (stack_file.get("networks") or {}).items():
+        net = net or {}
+        if net.get("driver") != "overlay":
+            problems.append(f"network {name}: driver {net.get('driver')!r}, want overlay")
+        if ((compose_model.get("networks") or {}).get(name) or {}).get("internal") and not net.get(
+            "internal"
+        ):
+            problems.append(f"network {name} is internal in compose.yml but not on Swarm")
+    return problems

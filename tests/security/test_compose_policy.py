@@ -191,3 +191,86 @@ def test_compose_pull_skips_every_built_image(variant):
     skipped = {ln.split()[0] for ln in out.splitlines() if ln.strip().endswith("Skipped")}
     assert skipped == set(built), f"not skipped: {set(built) - skipped}\n{out}"
     assert "Pulling" not in out and "Pulled" not in out, out
+
+
+# --- the Swarm overlay (issue 15): the rendered `docker stack deploy` file, as deployed -------
+SWARM_VARIANTS = {
+    "swarm-canonical": ("compose.yml", "compose.swarm.yml"),
+    "swarm-offline": ("compose.yml", "compose.offline.yml", "compose.swarm.yml"),
+}
+
+
+@cache
+def swarm_stack(variant: str) -> dict:
+    """What `./run deploy swarm` hands to `docker stack deploy` (secret versions: 1)."""
+    from stackcheck import swarm
+
+    model = Compose("stackcheck-policy", STACK, SWARM_VARIANTS[variant]).config()
+    versions = {name: 1 for name in swarm.secret_files(model)}
+    return swarm.render(model, versions, ns="stackcheck-policy")
+
+
+def _swarm_params():
+    return [
+        pytest.param(
+            variant,
+            name,
+            rule,
+            marks=pytest.mark.req(rule.requirement),
+            id=f"{variant}-{rule.id}-{name}",
+        )
+        for variant in SWARM_VARIANTS
+        for rule in policy.SWARM_RULES
+        for name in swarm_stack(variant)["services"]
+    ]
+
+
+@pytest.mark.parametrize(("swarm_variant", "name", "swarm_rule"), _swarm_params())
+def test_swarm_service_obeys_rule(swarm_variant, name, swarm_rule):
+    svc = swarm_stack(swarm_variant)["services"][name]
+    problems = policy.check_swarm(swarm_rule, name, svc)
+    assert not problems, (
+        f"{name} ({swarm_variant}) breaks {swarm_rule.id}: {swarm_rule.doc}\n  "
+        + "\n  ".join(problems)
+    )
+
+
+@pytest.mark.req("S3")
+@pytest.mark.parametrize("variant", SWARM_VARIANTS)
+def test_swarm_networks_are_overlays_internal_where_compose_is(variant):
+    base = merged("offline" if "offline" in variant else "canonical")
+    problems = policy.swarm_network_problems(swarm_stack(variant), base)
+    assert not problems, problems
+    assert swarm_stack(variant)["networks"], "no networks"
+
+
+@pytest.mark.req("S1")
+@pytest.mark.parametrize("variant", SWARM_VARIANTS)
+def test_swarm_secrets_are_external_and_versioned(variant):
+    """Every secret of the Swarm stack is an external Docker secret named `<name>_v<N>` (created
+    by `./run deploy swarm`, rotated by `./run rotate NAME --swarm`), never a file of the host."""
+    secrets = swarm_stack(variant)["secrets"]
+    assert secrets
+    wrong = {n: s for n, s in secrets.items() if s != {"external": True, "name": f"{n}_v1"}}
+    assert not wrong, wrong
+
+
+@pytest.mark.req("H3")
+def test_swarm_rules_catch_what_compose_alone_would_deploy():
+    """The Swarm rules are not vacuous: compose.yml's own postgres, rendered without the
+    overlay, has no restart policy, no update order, no secret owner, and publishes a port."""
+    from stackcheck import swarm
+
+    model = Compose("stackcheck-policy", STACK, ("compose.yml",)).config()
+    raw = dict(model["services"]["postgres"])
+    rendered = swarm.render(
+        {"services": {"postgres": raw}, "configs": model["configs"]},
+        {n: 1 for n in swarm.secret_files(model)},
+    )["services"]["postgres"]
+    assert policy.rule_swarm_restart(rendered)
+    assert policy.rule_swarm_update(rendered, "postgres")
+    assert policy.rule_swarm_no_ports(raw)
+    assert policy.rule_swarm_secret_mounts(raw)
+    assert policy.rule_swarm_placement(rendered)
+    assert policy.rule_swarm_image_source({"image": "stackcheck/mailer:0.1.0"})
+    assert not policy.rule_swarm_image_source({"image": "127.0.0.1:5000/stackcheck/mailer:0.1.0"})

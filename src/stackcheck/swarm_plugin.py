@@ -1,0 +1,67 @@
+"""Which tests run against which platform: the one place that decides it (issue 15).
+
+Registered by stackcheck.plugin. Against a Swarm stack (--stack=swarm), a test that disrupts the
+stack through the Compose lifecycle (stop/start a container, `docker compose up/down`) skips:
+Swarm replaces a stopped task instead of waiting for `start`, so such a test would measure the
+orchestrator, not the service; tests/swarm proves recovery in Swarm terms. A few tests read
+something only the Compose CLI or a one-engine stack has: they are named in NOT_ON_SWARM with the
+reason. The other way round, tests marked `swarm` (all of tests/swarm) need a deployed swarm
+stack and skip, saying how to get one, in every other mode.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from stackcheck.mode import Mode, ModeError, select_mode
+
+SWARM_MARKER = "swarm: needs a Swarm stack (`./run deploy swarm`, then --stack=swarm)"
+RECOVERY_ON_SWARM = (
+    "disrupts through the Compose lifecycle (stop/start a container, compose up/down); on "
+    "Swarm the orchestrator replaces the task: tests/swarm proves recovery in Swarm terms"
+)
+# node id prefix -> why the test does not apply to a Swarm stack. Keep each reason specific.
+NOT_ON_SWARM: dict[str, str] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", SWARM_MARKER)
+
+
+def _mode(config: pytest.Config) -> Mode | None:
+    try:
+        return select_mode(config.option.stackcheck_mode, os.environ)
+    except ModeError:
+        return None  # reported by the stack fixture
+
+
+def reason_on_swarm(nodeid: str, impact: str) -> str | None:
+    """Why a test skips against a Swarm stack, or None when it runs there."""
+    for prefix, why in NOT_ON_SWARM.items():
+        if nodeid.startswith(prefix):
+            return why
+    if impact == "disrupts" and not nodeid.startswith("tests/swarm/"):
+        return RECOVERY_ON_SWARM
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from stackcheck.plugin import SUITES, impact
+
+    swarm = _mode(config) is Mode.SWARM
+    for item in items:
+        if item.get_closest_marker("swarm") is not None and not swarm:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs a Swarm stack: `./run deploy swarm`, then --stack=swarm"
+                )
+            )
+            continue
+        if not swarm or not any(item.get_closest_marker(s) for s in SUITES):
+            continue
+        why = reason_on_swarm(item.nodeid, impact(item))
+        if why:
+            item.add_marker(pytest.mark.skip(reason=f"not on Swarm: {why}"))
