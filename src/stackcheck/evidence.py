@@ -153,6 +153,33 @@ class Evidence:
     def summary(self) -> dict[str, int]:
         return summarise(e.verdict for e in self.entries.values())
 
+    def export(self) -> dict:
+        """What this process recorded, in plain types (an xdist worker sends it to the
+        controller, which `absorb`s every worker's into the run's one evidence)."""
+        entries = {
+            rid: {
+                "tests": dict(e.tests),
+                "measurements": [asdict(m) for m in e.measurements],
+                "samples": [asdict(s) for s in e.samples],
+            }
+            for rid, e in self.entries.items()
+            if e.tests or e.measurements or e.samples
+        }
+        return {"entries": entries, "context": dict(self.context)}
+
+    def absorb(self, exported: dict) -> None:
+        """Merge another process's `export`: outcomes (a failure wins), measurements, samples,
+        and context keys this one does not have yet."""
+        for rid, d in exported.get("entries", {}).items():
+            if rid not in self.entries:
+                raise KeyError(f"{rid}: not in this catalogue")
+            for nodeid, outcome in d.get("tests", {}).items():
+                self.outcome(rid, nodeid, outcome)
+            self.entries[rid].measurements += [Measurement(**m) for m in d.get("measurements", [])]
+            self.entries[rid].samples += [Samples(**s) for s in d.get("samples", [])]
+        for key, value in exported.get("context", {}).items():
+            self.context.setdefault(key, value)
+
     def as_dict(self) -> dict:
         return {
             "generated": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -6,6 +6,7 @@ Registered through the `pytest11` entry point, so any pytest run in this environ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from stackcheck import parallel
 from stackcheck.catalogue import Catalogue
 from stackcheck.evidence import Evidence
 from stackcheck.mode import Mode, ModeError, resolve, select_mode
@@ -39,6 +41,8 @@ MARKERS = {
     "writes": "writes test data (mail, rows, probe containers, files): in external mode only "
     "with --allow-writes",
     "disrupts": "stops, kills, restarts or reconfigures services: never in external mode",
+    "alone": "loads the stack enough to disturb other tests' timings: under `pytest -n N` it "
+    "runs after the shared tests, alone (as do disrupts and perf)",
 }
 IMPACTS = ("reads", "writes", "disrupts")
 
@@ -144,6 +148,42 @@ def pytest_collection_modifyitems(
         raise pytest.UsageError("requirement traceability:\n  " + "\n  ".join(problems))
     _hands_off(config, items)
     items.sort(key=lambda it: it.get_closest_marker("recovery") is not None)
+    if parallel.is_worker(config):
+        parallel.write_alone(
+            config, [it.nodeid for it in items if parallel.must_run_alone(it, impact(it))]
+        )
+
+
+# --- pytest -n N (stackcheck.parallel) ----------------------------------------------------------
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    parallel.configure_node(node.config, node)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Shared tests load-balanced, the alone ones last on one worker; other --dist modes
+    (loadfile, each, ...) are xdist's own."""
+    if config.getvalue("dist") != "load":
+        return None
+    return parallel.make_scheduler(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """A worker's records into the controller's evidence and run state."""
+    out = parallel.node_output(node)
+    if not out:
+        return
+    config = node.config
+    config.stash[evidence_key].absorb(out["evidence"])
+    if out["any_req"]:
+        config.stash[any_req_key] = True
+    state = config.stash[run_key]
+    state["benchmarks"] += out["benchmarks"]
+    state["workers"] += 1
+    for key in ("suites", "collected", "deselected"):
+        state[key] = out["state"][key]  # every worker collects the same
 
 
 def impact(item: pytest.Item) -> str:
@@ -220,14 +260,19 @@ def stack(pytestconfig: pytest.Config) -> Stack:
             pytrace=False,
         )
     ev = pytestconfig.stash[evidence_key]
-    st = Stack(cfg, progress=_progress(pytestconfig))
-    pytestconfig.stash[stack_key] = st
     cold = ev.thresholds.get("SLA-R3")
     deadline = cold.value if cold and cold.value else 900.0
-    try:
-        took = st.ensure(timeout=deadline)
-    except StackError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    # under `pytest -n N` the workers take turns: the first brings the stack up (fresh if asked),
+    # the others reuse it
+    with parallel.bring_up_turn(pytestconfig) as first:
+        if not first and cfg.mode is Mode.FRESH:
+            cfg = dataclasses.replace(cfg, mode=Mode.REUSE)
+        st = Stack(cfg, progress=_progress(pytestconfig))
+        pytestconfig.stash[stack_key] = st
+        try:
+            took = st.ensure(timeout=deadline)
+        except StackError as exc:
+            pytest.fail(str(exc), pytrace=False)
     ev.context.update(
         {
             "stack mode": cfg.mode.value,
@@ -239,8 +284,10 @@ def stack(pytestconfig: pytest.Config) -> Stack:
             "docker engine": st.docker.version().get("Version", "?"),
         }
     )
+    if not first and not took:  # another worker's bring-up is the run's (merged by the controller)
+        del ev.context["stack up --wait (s)"]
     yield st
-    if cfg.teardown:
+    if cfg.teardown and not parallel.is_worker(pytestconfig):  # under xdist: the controller's
         st.progress("tearing the stack down (--stack-teardown)")
         st.down()
 
@@ -362,7 +409,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         "deselected": 0,
         "suites": [],
         "collected": 0,
+        "benchmarks": [],  # pytest-benchmark results as dicts (under xdist, from the workers)
+        "workers": 0,
     }
+    bs = getattr(session.config, "_benchmarksession", None)
+    if parallel.is_worker(session.config) and bs is not None and bs.xdist_warning:
+        # pytest-benchmark switches itself off under xdist because parallel timings are
+        # unreliable; our scheduler runs every perf test alone, so its timings are not parallel
+        bs.disabled = bs.xdist_warning = False
 
 
 def pytest_deselected(items) -> None:
@@ -399,15 +453,19 @@ def _partial_reasons(session: pytest.Session, exitstatus: int, state: dict) -> l
     return why
 
 
-def _benchmarks(config: pytest.Config, run_dir: Path) -> list[dict]:
+def _benchmark_dicts(config: pytest.Config) -> list[dict]:
+    """pytest-benchmark's results of this process, every round included."""
+    bs = getattr(config, "_benchmarksession", None)
+    done = [b for b in getattr(bs, "benchmarks", None) or [] if b and b.stats.rounds]
+    return json.loads(json.dumps([b.as_dict(include_data=True) for b in done], default=str))
+
+
+def _benchmarks(full: list[dict], run_dir: Path) -> list[dict]:
     """pytest-benchmark's results of this run: every round to run_dir/benchmark.json, a
     summary per benchmark (seconds) for the evidence, where history compares it with the
     previous run."""
-    bs = getattr(config, "_benchmarksession", None)
-    done = [b for b in getattr(bs, "benchmarks", None) or [] if b and b.stats.rounds]
-    if not done:
+    if not full:
         return []
-    full = [b.as_dict(include_data=True) for b in done]
     (run_dir / "benchmark.json").write_text(
         json.dumps({"benchmarks": full}, indent=2, default=str) + "\n", encoding="utf-8"
     )
@@ -447,15 +505,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     to the history and rewrite the top-level evidence (stackcheck.history)."""
     yield
     config = session.config
-    if not config.stash.get(any_req_key, False) or hasattr(config, "workerinput"):
+    state = config.stash[run_key]
+    if parallel.is_worker(config):  # the controller merges and writes (pytest_testnodedown)
+        parallel.worker_output(
+            config,
+            {
+                "evidence": config.stash[evidence_key].export(),
+                "any_req": config.stash.get(any_req_key, False),
+                "benchmarks": _benchmark_dicts(config),
+                "state": {k: state[k] for k in ("suites", "collected", "deselected")},
+            },
+        )
+        return
+    if parallel.is_controller(config):
+        _controller_teardown(config)
+    if not config.stash.get(any_req_key, False):
         return  # a run that proved no requirement has no evidence to keep
     from stackcheck import history, report
 
-    state = config.stash[run_key]
     ev = config.stash[evidence_key]
     ev.context.setdefault("python", platform.python_version())
     ev.context["run duration (s)"] = f"{time.monotonic() - state['t0']:.1f}"
     ev.context["pytest exit status"] = str(int(exitstatus))
+    if state["workers"]:
+        ev.context["xdist workers"] = str(state["workers"])
     commit, dirty = history.git_commit(config.rootpath)
     why = _partial_reasons(session, exitstatus, state)
     selection = " ".join(config.invocation_params.args) or "(testpaths)"
@@ -490,7 +563,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
         [_report_path(config, "xmlpath"), _report_path(config, "htmlpath")],
         since=state["wall0"],
     )
-    benches = _benchmarks(config, run_dir)
+    benches = _benchmarks(state["benchmarks"] or _benchmark_dicts(config), run_dir)
     if benches:
         data["benchmarks"] = benches
         copied.append("benchmark.json")
@@ -502,6 +575,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
         run_dir,
     )
     config.stash[merged_key] = merged
+
+
+def _controller_teardown(config: pytest.Config) -> None:
+    """--stack-teardown under xdist: once, after every worker has finished."""
+    opt = config.option
+    try:
+        cfg = resolve(
+            option_mode=opt.stackcheck_mode,
+            option_teardown=opt.stackcheck_teardown,
+            env=os.environ,
+            stack_dir=_path(config, opt.stackcheck_stack_dir),
+        )
+    except ModeError:
+        return
+    if cfg.teardown:
+        st = Stack(cfg, progress=_progress(config))
+        st.progress("tearing the stack down (--stack-teardown)")
+        st.down()
 
 
 evidence_paths_key = pytest.StashKey[tuple[Path, Path, Path]]()
