@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stackcheck import parallel
 from stackcheck.mailflow import MailClient, OllamaDouble, ProfileDB, mail_login, mail_tls
 from stackcheck.mode import Mode
 from stackcheck.waits import wait_for
@@ -40,7 +41,7 @@ def ecom_db(stack) -> ProfileDB:
 
 
 @pytest.fixture(scope="session")
-def ollama(stack):
+def ollama(stack, request):
     """The real Ollama when $OLLAMA_URL answers (the mailers must be configured for it), else
     the double from tests/doubles, run on the stack's backend network as `ollama`."""
     real = os.environ.get("OLLAMA_URL")
@@ -57,26 +58,34 @@ def ollama(stack):
             "started inside an external stack"
         )
     name = f"{stack.config.project}-ollama-double"
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    # Created on the frontend network, which can publish the control port to loopback, then
-    # joined to the internal backend network as `ollama`, where the mailers look for it.
-    # fmt: off
-    subprocess.run(
-        ["docker", "run", "--detach", "--name", name,
-         "--network", f"{stack.config.project}_frontend",
-         "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-         "--user", "65534:65534", "--label", "org.stackcheck.double=ollama",
-         "--volume", f"{ROOT / 'tests' / 'doubles'}:/double:ro",
-         "--publish", "127.0.0.1::11434",
-         "--entrypoint", "python3", MAILER_IMAGE, "/double/ollama_double.py"],
-        check=True, capture_output=True, text=True,
-    )
-    subprocess.run(
-        ["docker", "network", "connect", "--alias", "ollama",
-         f"{stack.config.project}_backend", name],
-        check=True, capture_output=True, text=True,
-    )
-    # fmt: on
+
+    def start() -> None:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        # Created on the frontend network, which can publish the control port to loopback, then
+        # joined to the internal backend network as `ollama`, where the mailers look for it.
+        # fmt: off
+        subprocess.run(
+            ["docker", "run", "--detach", "--name", name,
+             "--network", f"{stack.config.project}_frontend",
+             "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+             "--user", "65534:65534", "--label", "org.stackcheck.double=ollama",
+             "--volume", f"{ROOT / 'tests' / 'doubles'}:/double:ro",
+             "--publish", "127.0.0.1::11434",
+             "--entrypoint", "python3", MAILER_IMAGE, "/double/ollama_double.py"],
+            check=True, capture_output=True, text=True,
+        )
+        subprocess.run(
+            ["docker", "network", "connect", "--alias", "ollama",
+             f"{stack.config.project}_backend", name],
+            check=True, capture_output=True, text=True,
+        )
+        # fmt: on
+
+    def stop() -> None:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+    # under `pytest -n N` the workers share one double: the first starts it, the last removes it
+    parallel.share(request.config, "ollama-double", start=start)
     port = subprocess.run(
         ["docker", "port", name, "11434/tcp"], check=True, capture_output=True, text=True
     ).stdout.split()[0]
@@ -87,4 +96,4 @@ def ollama(stack):
         what="the Ollama double to answer",
     )
     yield double
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    parallel.unshare(request.config, "ollama-double", stop=stop)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,39 @@ def bring_up_turn(config: pytest.Config) -> Iterator[bool]:
         first = not stamp.exists()
         yield first
         stamp.touch()  # only once the bring-up succeeded: after a failure the next one tries
+
+
+def share(config: pytest.Config, key: str, *, start: Callable[[], None]) -> None:
+    """Become a user of a resource the workers share (the Ollama double): the first user of the
+    run starts it, the others find it running. Pair with `unshare`. Outside xdist: start."""
+    if not is_worker(config):
+        start()
+        return
+    with _users(config, key) as users:
+        if not users:
+            start()
+        users.add(config.workerinput["workerid"])
+
+
+def unshare(config: pytest.Config, key: str, *, stop: Callable[[], None]) -> None:
+    """Stop being a user; the last one stops the resource (a later user starts it again)."""
+    if not is_worker(config):
+        stop()
+        return
+    with _users(config, key) as users:
+        users.discard(config.workerinput["workerid"])
+        if not users:
+            stop()
+
+
+@contextmanager
+def _users(config: pytest.Config, key: str) -> Iterator[set[str]]:
+    d = state_dir(config)
+    path = d / f"{key}-{config.workerinput['testrunuid']}.users"
+    with FileLock(str(d / f"{key}.lock"), timeout=BRING_UP_WAIT):
+        users = set(path.read_text("utf-8").split()) if path.exists() else set()
+        yield users
+        path.write_text("\n".join(sorted(users)), encoding="utf-8")
 
 
 # --- the scheduler ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from stackcheck.waits import wait_for
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.writes,  # sends the canary mail; the run it starts must not run in itself
+    pytest.mark.alone,  # checks the stack is unchanged: no other test may change it meanwhile
     pytest.mark.needs("mailpit", "postgres", "alertmanager", "praxis-mailer", "ecom-mailer"),
 ]
 

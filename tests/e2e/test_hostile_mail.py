@@ -20,6 +20,7 @@ from stackcheck.waits import wait_for
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.alone,  # floods and 100 kB lines load the mailers; others' timings would suffer
     pytest.mark.needs("mailpit", "postgres", "praxis-mailer", "ecom-mailer", "clamav"),
 ]
 

@@ -18,7 +18,11 @@ import pytest
 
 from stackcheck.mailflow import PROFILES, mailer_metric, pdf_of_size, peak_rss_mib, restarts
 
-pytestmark = [pytest.mark.e2e, pytest.mark.needs("mailpit", "praxis-mailer", "ecom-mailer")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.alone,  # 70 MB mails: peak RSS is measured, so no other mail may share the run
+    pytest.mark.needs("mailpit", "praxis-mailer", "ecom-mailer"),
+]
 
 MIB = 1024 * 1024
 MAILERS = {"praxis": "praxis-mailer", "ecom": "ecom-mailer"}

@@ -241,6 +241,7 @@ def test_attachment_types_decided_by_content(stack, mail, ecom_db, sla):
 
 
 @pytest.mark.req("E4", "SLA-P3")
+@pytest.mark.alone  # the burst's queue depth and timeline are measured
 def test_fifty_mails_at_once(stack, mail, praxis_db, sla):
     limit = sla.threshold("E4").value
     msgs = [

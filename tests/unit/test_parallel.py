@@ -157,3 +157,23 @@ def test_a_failed_bring_up_leaves_the_turn_to_the_next(tmp_path):
         raise RuntimeError("up --wait failed")
     with parallel.bring_up_turn(Cfg()) as first:
         assert first, "a failed bring-up must not make the next worker merely reuse"
+
+
+def test_a_shared_resource_is_started_by_the_first_user_and_stopped_by_the_last(tmp_path):
+    from stackcheck import parallel
+
+    def cfg(worker: str):
+        class Cfg:
+            rootpath = tmp_path
+            workerinput = {"testrunuid": "run3", "workerid": worker}
+
+        return Cfg()
+
+    events = []
+    parallel.share(cfg("gw0"), "double", start=lambda: events.append("start"))
+    parallel.share(cfg("gw1"), "double", start=lambda: events.append("start"))
+    parallel.unshare(cfg("gw0"), "double", stop=lambda: events.append("stop"))
+    assert events == ["start"], "stopped while gw1 still used it"
+    parallel.unshare(cfg("gw1"), "double", stop=lambda: events.append("stop"))
+    parallel.share(cfg("gw0"), "double", start=lambda: events.append("start"))
+    assert events == ["start", "stop", "start"]
