@@ -12,3 +12,12 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if not config.pluginmanager.has_plugin("pytester"):
         config.pluginmanager.import_plugin("pytester")
+
+
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `pytest -n N` the pytest runs these tests start (pytester) would inherit the
+    worker's PYTEST_XDIST_* variables and believe they are xdist workers themselves
+    (pytest-benchmark then switches itself off)."""
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)
