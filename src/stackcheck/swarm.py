@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -64,8 +65,9 @@ TRANSLATIONS: dict[str, str] = {
     "group_add": "docker-api-proxy gets the socket's group as its primary group "
     "(compose.swarm.yml)",
     "shm_size": "a tmpfs at /dev/shm of the same size",
-    "tmpfs": "Swarm tmpfs mounts (type tmpfs): Swarm ignores the short syntax and cannot set an "
-    "owner, so they are root's with mode 1777 (sticky); size kept",
+    "tmpfs": "local volumes of type tmpfs with the same uid, gid, mode and size, mounted with "
+    "nocopy: Swarm ignores the short syntax, and its tmpfs mounts take the image directory's "
+    "owner and mode",
     "ports": "nothing published by Swarm (ingress and host mode bind every address, never "
     "127.0.0.1): the loopback gateway publishes each on 127.0.0.1 (S4)",
     "container_name": "Swarm names task containers itself",
@@ -125,16 +127,21 @@ def _bytes(size: str) -> int:
     return int(m[1]) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m[2].lower()]
 
 
-def tmpfs_mount(spec: str) -> dict:
-    """`/tmp:uid=1,gid=1,mode=1777,size=512m` -> a Swarm tmpfs mount (size kept; uid, gid and
-    mode cannot be set: the mount is root's 1777)."""
+def tmpfs_volume(service: str, spec: str) -> tuple[str, dict, dict]:
+    """`/run/x:uid=1025,gid=1025,mode=0755,size=16m` -> (volume name, volume, mount): a local
+    volume of type tmpfs with the same owner, mode and size, mounted without copying the
+    image's directory onto it. Swarm's own tmpfs mounts cannot: their mode and owner are the
+    image directory's (root 0755 for Dovecot's /run/dovecot), whatever `tmpfs-mode` says."""
     target, _, opts = spec.partition(":")
-    out: dict = {"type": "tmpfs", "target": target}
-    for opt in filter(None, opts.split(",")):
-        key, _, value = opt.partition("=")
-        if key == "size":
-            out["tmpfs"] = {"size": _bytes(value)}
-    return out
+    slug = re.sub(r"[^a-z0-9]+", "-", target.lower()).strip("-")
+    name = f"tmpfs-{service}-{slug}"
+    options = ["nosuid", "nodev", "noexec"] + [o for o in opts.split(",") if o]
+    volume = {
+        "driver": "local",
+        "driver_opts": {"type": "tmpfs", "device": "tmpfs", "o": ",".join(options)},
+    }
+    mount = {"type": "volume", "source": name, "target": target, "volume": {"nocopy": True}}
+    return name, volume, mount
 
 
 def latest_versions(names: Iterable[str]) -> dict[str, int]:
@@ -161,6 +168,7 @@ def render(
     services: dict[str, dict] = {}
     used_secrets: set[str] = set()
     used_configs: set[str] = set()
+    tmpfs_volumes: dict[str, dict] = {}
     for name, src in model.get("services", {}).items():
         # `entrypoint: null` (an override that resets the image's) is a type error for the stack
         # schema: leaving it out means the same
@@ -169,7 +177,10 @@ def render(
         if image.startswith("stackcheck/"):
             svc["image"] = f"{registry_prefix}/{image}"
         mounts = list(svc.get("volumes") or [])
-        mounts += [tmpfs_mount(t) for t in src.get("tmpfs") or []]
+        for spec in src.get("tmpfs") or []:
+            vname, volume, mount = tmpfs_volume(name, spec)
+            tmpfs_volumes[vname] = volume
+            mounts.append(mount)
         if src.get("shm_size"):
             size = src["shm_size"]
             size = int(size) if str(size).isdigit() else _bytes(str(size))
@@ -191,6 +202,10 @@ def render(
         for part in res.values():  # the stack schema wants cpus as a string
             if isinstance(part, dict) and "cpus" in part:
                 part["cpus"] = str(part["cpus"])
+        # Swarm admits a task only on a node with its reservation free; compose.yml's CPU
+        # reservations add up to 2.17 cores (more during a start-first roll), above a 2-core
+        # node: kept as limits, dropped as reservations (memory reservations stay)
+        (res.get("reservations") or {}).pop("cpus", None)
         services[name] = svc
     missing = sorted(s for s in used_secrets if s not in versions)
     if missing:
@@ -213,6 +228,7 @@ def render(
             for v in s.get("volumes") or []
         )
     }
+    out["volumes"].update(tmpfs_volumes)
     out["secrets"] = {
         s: {"external": True, "name": f"{s}_v{versions[s]}"} for s in sorted(used_secrets)
     }
@@ -311,6 +327,30 @@ def state_dir() -> Path:
     return d
 
 
+ENV_SECRETS = "STACKCHECK_SWARM_SECRETS"
+
+
+def secrets_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The swarm's secret files: a copy of stack/secrets made at the first deploy (mode and
+    owner kept), so `./run rotate NAME --swarm` changes the swarm's values and never the
+    compose stack's beside it. $STACKCHECK_SWARM_SECRETS names another folder."""
+    env = os.environ if env is None else env
+    return Path(env.get(ENV_SECRETS) or project_root() / ".stackcheck" / "swarm" / "secrets")
+
+
+def ensure_secret_files(source: Path, target: Path, say) -> None:
+    if target.is_dir() and any(target.iterdir()):
+        return
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for f in sorted(source.iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            dst = target / f.name
+            shutil.copy2(f, dst)
+            st = f.stat()
+            os.chown(dst, st.st_uid, st.st_gid)
+    say(f"secrets: the swarm's files are a copy of {source} in {target}")
+
+
 def model_of(stack_dir: Path, ns: str) -> dict:
     return Compose(ns, stack_dir, compose_files(stack_dir)).config()
 
@@ -392,6 +432,30 @@ def start_gateway(model: dict, stack_file: dict, ns: str, say) -> None:
     say(f"gateway: {name} publishes {len(ports)} ports on 127.0.0.1 (networks {', '.join(nets)})")
 
 
+def gateway_ports(ns: str, service: str, container_port: int) -> list:
+    """Where the gateway publishes a service's port on this host ([] when it does not)."""
+    from stackcheck.compose import PublishedPort
+
+    name = gateway_name(ns)
+    proc = docker("inspect", name, check=False)
+    if proc.returncode != 0:
+        return []
+    attrs = json.loads(proc.stdout)[0]
+    if attrs["Config"]["Labels"].get(f"{GATEWAY_PORT_LABEL}{container_port}") != service:
+        return []
+    bindings = (attrs["NetworkSettings"]["Ports"] or {}).get(f"{container_port}/tcp") or []
+    return [PublishedPort(b["HostIp"] or "127.0.0.1", int(b["HostPort"])) for b in bindings]
+
+
+def service_secrets(ns: str, service: str) -> list[dict]:
+    """The secret references of a service's spec (File: Name, UID, GID, Mode; SecretName)."""
+    out = docker(
+        "service", "inspect", f"{ns}_{service}",
+        "--format", "{{json .Spec.TaskTemplate.ContainerSpec.Secrets}}",
+    ).stdout.strip()  # fmt: skip
+    return json.loads(out) if out and out != "null" else []
+
+
 def services_of(ns: str) -> list[str]:
     out = docker(
         "service", "ls", "--filter", f"label={NAMESPACE_LABEL}={ns}", "--format", "{{.Name}}"
@@ -449,7 +513,10 @@ def deploy(stack_dir: Path, *, timeout: float = 600, say=print) -> float:
         raise SwarmError("stack/.env or stack/secrets is missing: run `./run setup` first")
     ensure_swarm(say)
     model = model_of(stack_dir, ns)
-    versions = ensure_secrets(secret_files(model), say)
+    sdir = secrets_dir()
+    ensure_secret_files(stack_dir / "secrets", sdir, say)
+    files = {name: sdir / path.name for name, path in secret_files(model).items()}
+    versions = ensure_secrets(files, say)
     stack_file = render(model, versions, registry_prefix=registry(), ns=ns)
     tag_images(stack_file, registry(), say)
     path = state_dir() / "stack.yml"

@@ -49,7 +49,14 @@ def test_render_drops_what_swarm_refuses_and_keeps_the_rest():
     assert "entrypoint" not in svc  # null: the image's own, as leaving it out
     assert svc["image"] == "127.0.0.1:5000/stackcheck/mailer:0.1.0"
     assert svc["deploy"]["resources"]["limits"]["cpus"] == "0.5"
-    assert {"type": "tmpfs", "target": "/tmp", "tmpfs": {"size": 16 * 1024**2}} in svc["volumes"]
+    assert "cpus" not in (svc["deploy"]["resources"].get("reservations") or {})
+    tmp = {
+        "type": "volume",
+        "source": "tmpfs-praxis-mailer-tmp",
+        "target": "/tmp",
+        "volume": {"nocopy": True},
+    }
+    assert tmp in svc["volumes"]
     assert svc["secrets"] == [
         {
             "source": "praxis_pop3_password",
@@ -72,7 +79,17 @@ def test_render_drops_what_swarm_refuses_and_keeps_the_rest():
     }
     # names left to `docker stack deploy`, which prefixes them with the namespace
     assert out["networks"] == {"backend": {"internal": True}}
-    assert out["volumes"] == {"praxis_data": {}}
+    assert out["volumes"] == {
+        "praxis_data": {},
+        "tmpfs-praxis-mailer-tmp": {
+            "driver": "local",
+            "driver_opts": {
+                "type": "tmpfs",
+                "device": "tmpfs",
+                "o": "nosuid,nodev,noexec,uid=1001,gid=1000,mode=1777,size=16m",
+            },
+        },
+    }
 
 
 def test_render_refuses_a_secret_without_a_version():
@@ -94,12 +111,16 @@ def test_latest_versions_take_the_highest_per_secret():
     assert swarm.latest_versions(names) == {"a": 3, "b_c": 10}
 
 
-def test_tmpfs_mount_keeps_only_the_size():
-    assert swarm.tmpfs_mount("/run/x:uid=1,gid=1,mode=0755") == {
-        "type": "tmpfs",
-        "target": "/run/x",
+def test_tmpfs_volume_keeps_owner_mode_and_size():
+    name, volume, mount = swarm.tmpfs_volume("mailpit", "/run/dovecot:uid=1025,gid=1025,mode=0755")
+    assert name == "tmpfs-mailpit-run-dovecot"
+    assert volume["driver_opts"]["o"] == "nosuid,nodev,noexec,uid=1025,gid=1025,mode=0755"
+    assert mount == {
+        "type": "volume",
+        "source": name,
+        "target": "/run/dovecot",
+        "volume": {"nocopy": True},
     }
-    assert swarm.tmpfs_mount("/tmp:size=1g")["tmpfs"] == {"size": 1024**3}
 
 
 def test_gateway_forwards_each_published_port_to_its_service():
