@@ -58,8 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="stackcheck_mode",
         default=None,
         metavar="MODE",
-        help="reuse (default: keep a running stack), fresh (down -v first) or external "
-        "(observe only); also $STACKCHECK_STACK",
+        help="reuse (default: keep a running stack), fresh (down -v first), external "
+        "(observe only) or swarm (the stack `./run deploy swarm` deployed); also "
+        "$STACKCHECK_STACK",
     )
     g.addoption(
         "--stack-teardown",
@@ -113,6 +114,10 @@ def _path(config: pytest.Config, value: str) -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
+    from stackcheck import swarm_plugin  # which tests run on Swarm, and tests/swarm elsewhere
+
+    if not config.pluginmanager.is_registered(swarm_plugin):
+        config.pluginmanager.register(swarm_plugin, "stackcheck-swarm")
     try:
         catalogue = Catalogue.load(_path(config, config.option.stackcheck_requirements))
         thresholds = load_thresholds(_path(config, config.option.stackcheck_sla), catalogue)
@@ -276,6 +281,7 @@ def stack(pytestconfig: pytest.Config) -> Stack:
     ev.context.update(
         {
             "stack mode": cfg.mode.value,
+            "platform": st.platform(),
             "compose project": cfg.project,
             "images": "offline stand-ins (Debian)" if cfg.offline else "official, pinned",
             "compose files": ", ".join(cfg.files),

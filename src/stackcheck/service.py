@@ -155,3 +155,61 @@ class Service:
             progress=self.stack.progress,
         )
         return took
+
+
+class SwarmService(Service):
+    """A service of a Swarm stack (--stack=swarm): its task containers on this engine, found by
+    `com.docker.swarm.service.name`, and its ports on the loopback gateway (stackcheck.swarm)."""
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.stack.config.project}_{self.name}"
+
+    def containers(self) -> list[Container]:
+        return self.stack.docker.containers.list(
+            all=True, filters={"label": f"com.docker.swarm.service.name={self.full_name}"}
+        )
+
+    @property
+    def container(self) -> Container:
+        """The running task's container (a killed task's stays, exited, until Swarm prunes
+        its history): running first, then the newest."""
+        found = self.containers()
+        if not found:
+            raise ServiceError(
+                f"service {self.name!r} has no task container on this engine in stack "
+                f"{self.stack.config.project!r}"
+            )
+        found.sort(key=lambda c: (c.status != "running", -_created(c)))
+        return found[0]
+
+    def tasks(self, *, desired: str | None = "running") -> list[dict]:
+        """The service's tasks as the swarm reports them (on every node)."""
+        svc = self.stack.docker.services.get(self.full_name)
+        filters = {"desired-state": desired} if desired else None
+        return svc.tasks(filters=filters)
+
+    def published(self, container_port: int, protocol: str = "tcp") -> list[PublishedPort]:
+        from stackcheck.swarm import GATEWAY_LABEL, GATEWAY_PORT_LABEL
+
+        gateways = self.stack.docker.containers.list(
+            filters={"label": f"{GATEWAY_LABEL}={self.stack.config.project}"}
+        )
+        out: list[PublishedPort] = []
+        for gw in gateways:
+            if gw.labels.get(f"{GATEWAY_PORT_LABEL}{container_port}") != self.name:
+                continue
+            ports = gw.attrs["NetworkSettings"]["Ports"] or {}
+            for b in ports.get(f"{container_port}/{protocol}") or []:
+                out.append(PublishedPort(b["HostIp"] or "0.0.0.0", int(b["HostPort"])))
+        return out
+
+
+def _created(c: Container) -> float:
+    from datetime import datetime
+
+    raw = c.attrs.get("Created", "")
+    try:
+        return datetime.fromisoformat(raw[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return 0.0

@@ -16,7 +16,7 @@ import redis as redis_lib
 
 from stackcheck.compose import Compose
 from stackcheck.mode import Mode, StackConfig
-from stackcheck.service import Service
+from stackcheck.service import Service, SwarmService
 
 
 class StackError(RuntimeError):
@@ -71,7 +71,41 @@ class Stack:
             return sorted(
                 {c.labels["com.docker.compose.service"] for c in self._project_containers()}
             )
+        if self.config.mode is Mode.SWARM:
+            prefix = f"{self.config.project}_"
+            found = self.docker.services.list(
+                filters={"label": f"com.docker.stack.namespace={self.config.project}"}
+            )
+            return sorted(s.name.removeprefix(prefix) for s in found)
         return self.compose.services()
+
+    @property
+    def is_swarm(self) -> bool:
+        return self.config.mode is Mode.SWARM
+
+    @property
+    def secrets_dir(self) -> Path:
+        """stack/secrets; the swarm's own copy for a swarm stack (stackcheck.swarm)."""
+        if self.is_swarm:
+            from stackcheck.swarm import secrets_dir
+
+            return secrets_dir()
+        return self.config.stack_dir / "secrets"
+
+    def _handle(self, name: str) -> Service:
+        return SwarmService(self, name) if self.is_swarm else Service(self, name)
+
+    def platform(self) -> str:
+        """What the stack runs on, for the evidence: compose, or swarm with its nodes."""
+        if not self.is_swarm:
+            return "compose (one engine)"
+        nodes = self.docker.nodes.list()
+        ready = [n for n in nodes if n.attrs.get("Status", {}).get("State") == "ready"]
+        roles = ", ".join(
+            f"{n.attrs['Description'].get('Hostname', n.id[:12])} ({n.attrs['Spec']['Role']})"
+            for n in ready
+        )
+        return f"swarm, stack {self.config.project}, {len(ready)} node(s): {roles}"
 
     def _project_containers(self):
         return self.docker.containers.list(
@@ -87,7 +121,9 @@ class Stack:
                 f"the stack has no service {name!r} (it has: {', '.join(self.defined)})"
             )
         self.touched.add(name)
-        return self._services.setdefault(name, Service(self, name))
+        if name not in self._services:
+            self._services[name] = self._handle(name)
+        return self._services[name]
 
     def services(self) -> list[Service]:
         return [self.service(n) for n in self.defined]
@@ -96,7 +132,7 @@ class Stack:
         """Services not running-and-healthy, with what they are instead."""
         bad = {}
         for name in self.defined:
-            svc = Service(self, name)
+            svc = self._handle(name)
             try:
                 state, health = svc.state(), svc.health()
             except AssertionError:
@@ -121,6 +157,8 @@ class Stack:
                     f"{self.config.project!r} are running; set STACKCHECK_PROJECT to its name"
                 )
             return 0.0
+        if self.is_swarm:
+            return self._await_swarm(timeout)
         if self.config.mode is Mode.FRESH:
             self.progress("fresh stack: removing containers and volumes of the last run")
             self.down(volumes=True)
@@ -128,8 +166,27 @@ class Stack:
             return 0.0
         return self.up(timeout)
 
+    def _await_swarm(self, timeout: float) -> float:
+        """The swarm stack is deployed by `./run deploy swarm`, never by the suite: wait (bounded)
+        until each service's task is running and healthy; return the seconds waited."""
+        if not self.defined:
+            raise StackError(
+                f"--stack=swarm: no services of stack {self.config.project!r} in this swarm; "
+                "deploy it with `./run deploy swarm` (or set STACKCHECK_SWARM_STACK)"
+            )
+        start = time.monotonic()
+        while bad := self.unhealthy():
+            took = time.monotonic() - start
+            if took > timeout:
+                detail = ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
+                raise StackError(f"swarm stack not healthy after {took:.0f} s: {detail}")
+            time.sleep(2)
+        return time.monotonic() - start
+
     def up(self, timeout: float, services: tuple[str, ...] = ()) -> float:
         self.guard_mutation("up")
+        if self.is_swarm:
+            raise StackError("up: the swarm stack is deployed by `./run deploy swarm`")
         self.progress(
             f"docker compose up --wait (project {self.config.project}, "
             f"{'offline' if self.config.offline else 'online'} images, deadline {timeout:.0f} s)"
@@ -160,7 +217,7 @@ class Stack:
         with suppress(Exception):
             for name, what in self.unhealthy().items():
                 lines.append(f"--- {name}: {what}; last log lines:")
-                svc = Service(self, name)
+                svc = self._handle(name)
                 lines.append(svc.logs(tail=30).rstrip())
                 for probe in svc.health_log()[-2:]:
                     lines.append(
@@ -171,6 +228,8 @@ class Stack:
 
     def down(self, *, volumes: bool = False) -> None:
         self.guard_mutation("down")
+        if self.is_swarm:
+            raise StackError("down: the swarm stack is removed by `./run undeploy swarm`")
         args = ["down", "--remove-orphans", "--timeout", "30"] + (["--volumes"] if volumes else [])
         self.compose.run(*args, timeout=300)
 
@@ -178,7 +237,7 @@ class Stack:
     def secret(self, name: str, *, service: str | None = None) -> str:
         """A secret's value: from stack/secrets on this host, or, where this user may not read
         it (mode 0400, owned by the service's uid), from inside the service that mounts it."""
-        path: Path = self.config.stack_dir / "secrets" / name
+        path: Path = self.secrets_dir / name
         try:
             return path.read_text(encoding="utf-8").strip()
         except PermissionError:
