@@ -134,13 +134,16 @@ class Rotator:
     def _value(self, name: str) -> str:
         return _read(self.dir / name).strip()
 
+    def _port(self, service: str, container_port: int) -> list:
+        return self.compose.port(service, container_port)
+
     def _apply(self, name: str, new: str) -> str:
         """Tell the server; returns what was done, for the report."""
         if name in DB_ROLES:
             import psycopg
             from psycopg import sql
 
-            port = self.compose.port("postgres", 5432)
+            port = self._port("postgres", 5432)
             if not port:
                 raise ConnectionError("postgres publishes no port: is the stack up? (./run up)")
             with psycopg.connect(
@@ -161,7 +164,7 @@ class Rotator:
         if name == "redis_password" or name in REDIS_MAILER_USERS:
             import redis
 
-            port = self.compose.port("redis", 6379)
+            port = self._port("redis", 6379)
             if not port:
                 raise ConnectionError("redis publishes no port: is the stack up? (./run up)")
             r = redis.Redis(  # as the administrator (default), whichever user is rotated
@@ -219,6 +222,113 @@ class Rotator:
         return steps, done
 
 
+class SwarmRotator(Rotator):
+    """Rotation the Swarm way (`./run rotate NAME --swarm`): the new value applied at its server
+    (through the swarm stack's loopback gateway), written to the swarm's secret files, each
+    changed file a new Docker secret `<file>_v(N+1)`, the readers rolled with
+    `docker service update --secret-rm/--secret-add` (start-first where two copies may run:
+    the mailers keep fetching during the roll), then every old version no service mounts any
+    more removed. The compose stack's files are never touched (stackcheck.swarm.secrets_dir)."""
+
+    def __init__(self, compose: Compose, secrets_dir: Path, ns: str, *, say=print):
+        super().__init__(compose, secrets_dir)
+        self.ns, self.say = ns, say
+
+    def _port(self, service: str, container_port: int) -> list:
+        from stackcheck.swarm import gateway_ports
+
+        return gateway_ports(self.ns, service, container_port)
+
+    def _apply(self, name: str, new: str) -> str:
+        if name == "grafana_admin_password":
+            raise RotationRefused("grafana on Swarm: not implemented (offline runs no grafana)")
+        return super()._apply(name, new)
+
+    def rotate(self, name: str, new: str | None = None) -> tuple[Plan, str]:
+        from stackcheck import swarm
+
+        steps = plan(name, self.compose.config())
+        new = new if new is not None else secrets.token_urlsafe(32)
+        if not new or new != new.strip() or "\n" in new:
+            raise RotationRefused("the new value is empty or has surrounding whitespace")
+        files = swarm.secret_files(self.compose.config())
+        versions = swarm.latest_versions(swarm.secret_names())
+        missing = [f for f in steps.files if f not in versions]
+        if missing:
+            raise RotationRefused(f"no Docker secret {', '.join(missing)}: `./run deploy swarm`")
+        path, staged = self.dir / name, self.dir / f"{name}.new"
+        _write(staged, new + "\n")
+        try:
+            done = self._apply(name, new)
+        except Exception:
+            staged.unlink(missing_ok=True)
+            raise
+        try:
+            spec = spec_of(name)
+            os.replace(staged, path)
+            _chown(path, spec.uid, spec.gid)
+            ensure(self.dir)  # re-derives every copy in the swarm's files
+            renamed = {}
+            for f in steps.files:
+                old, nxt = f"{f}_v{versions[f]}", f"{f}_v{versions[f] + 1}"
+                swarm.docker(
+                    "secret", "create", "--label", f"{swarm.SECRET_LABEL}={f}",
+                    "--label", f"org.stackcheck.version={versions[f] + 1}", nxt,
+                    str(self.dir / files[f].name),
+                )  # fmt: skip
+                renamed[old] = nxt
+        except Exception as exc:
+            raise RotationError(
+                f"{done}, but writing the files or creating the new Docker secrets failed "
+                f"({exc}); fix the cause and run `./run rotate {name} --swarm` again"
+            ) from exc
+        rolled = []
+        for svc in swarm.services_of(self.ns):
+            refs = swarm.service_secrets(self.ns, svc)
+            args = []
+            for ref in refs:
+                if ref["SecretName"] in renamed:
+                    f = ref["File"]
+                    args += [
+                        "--secret-rm", ref["SecretName"], "--secret-add",
+                        f"source={renamed[ref['SecretName']]},target={f['Name']},"
+                        f"uid={f['UID']},gid={f['GID']},mode=0{f['Mode']:o}",
+                    ]  # fmt: skip
+            if not args or svc in INIT_ONLY:
+                continue
+            self.say(f"  rolling {svc} ({len(args) // 4} secret(s))")
+            try:
+                swarm.docker(
+                    "service", "update", "--detach=false", "--quiet", *args,
+                    f"{self.ns}_{svc}", timeout=600,
+                )  # fmt: skip
+            except swarm.SwarmError as exc:
+                raise RotationError(
+                    f"{done}; the new secrets exist, but rolling {svc} failed: {exc}"
+                ) from exc
+            rolled.append(svc)
+        kept = []
+        in_use = {
+            r["SecretName"]
+            for s in swarm.services_of(self.ns)
+            for r in swarm.service_secrets(self.ns, s)
+        }
+        for old in renamed:
+            if old in in_use:
+                kept.append(old)
+            else:
+                swarm.docker("secret", "rm", old)
+        note = (
+            f"; kept {', '.join(kept)} (mounted by {', '.join(sorted(INIT_ONLY))}, "
+            "read only at initialisation; the next deploy moves it)"
+            if kept
+            else ""
+        )
+        return Plan(
+            name, steps.files, tuple(rolled)
+        ), f"{done}; new versions {', '.join(renamed.values())}{note}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="./run rotate", description=__doc__.split("\n\n")[0])
     ap.add_argument("name", help="the secret (a file name in stack/secrets)")
@@ -226,13 +336,28 @@ def main(argv: list[str] | None = None) -> int:
         "--stdin", action="store_true", help="read the new value from standard input (a mail "
         "provider's app password) instead of generating one",
     )  # fmt: skip
+    ap.add_argument(
+        "--swarm", action="store_true", help="rotate in the swarm stack (`./run deploy swarm`): "
+        "a new versioned Docker secret, readers rolled with docker service update",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     root = project_root()
-    cfg = resolve(option_mode=None, option_teardown=False, env=os.environ, stack_dir=root / "stack")
+    cfg = resolve(
+        option_mode="swarm" if args.swarm else None,
+        option_teardown=False,
+        env=os.environ,
+        stack_dir=root / "stack",
+    )
     compose = Compose(cfg.project, cfg.stack_dir, cfg.files)
     value = sys.stdin.readline().strip() if args.stdin else None
+    if args.swarm:
+        from stackcheck.swarm import secrets_dir
+
+        rotator: Rotator = SwarmRotator(compose, secrets_dir(), cfg.project)
+    else:
+        rotator = Rotator(compose, cfg.stack_dir / "secrets")
     try:
-        steps, done = Rotator(compose, cfg.stack_dir / "secrets").rotate(args.name, value)
+        steps, done = rotator.rotate(args.name, value)
     except RotationRefused as exc:
         print(f"rotate: {exc}", file=sys.stderr)
         return 2
@@ -244,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"rotated {args.name}: {done}")
     print(f"  files: {', '.join(steps.files)}")
-    print(f"  restarted and healthy: {', '.join(steps.services) or 'none'}")
+    what = "rolled (docker service update)" if args.swarm else "restarted and healthy"
+    print(f"  {what}: {', '.join(steps.services) or 'none'}")
     return 0
 
 

@@ -38,6 +38,14 @@ NOT_ON_SWARM: dict[str, str] = {
     f"{_OPERATOR}test_operator_check_passes_on_the_running_stack[T6]": _COMPOSE_LINE.format(
         "logs praxis-mailer", "T6", "tests/e2e/test_mail_flow.py"
     ),
+    "tests/security/test_runtime_hardening.py::test_capabilities_dropped_and_no_new_privileges": (
+        "no-new-privileges is not a Swarm option (docs/swarm.md); what stands in (no capability "
+        "in the bounding set either) is checked by tests/swarm/test_swarm_runtime.py"
+    ),
+    "tests/security/test_runtime_hardening.py::test_every_container_has_limits_and_reservations": (
+        "a Swarm memory reservation is a scheduling guarantee in the service spec, not the "
+        "container's MemoryReservation; tests/swarm/test_swarm_runtime.py checks it there"
+    ),
     f"{_OPERATOR}test_operator_check_t8_on_a_throwaway_project": "T8 brings up a throwaway "
     "Compose project (`docker compose down/up`) from the stack's files, which on Swarm include "
     "the overlay's overlay networks: Compose lifecycle, not the Swarm stack's",
