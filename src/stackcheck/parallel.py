@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from filelock import FileLock
+from xdist.scheduler import LoadScheduling
 
 ALONE_KEY = "stackcheck_alone_file"
 OUTPUT_KEY = "stackcheck"
@@ -133,88 +134,87 @@ def _users(config: pytest.Config, key: str) -> Iterator[set[str]]:
 
 
 # --- the scheduler ---------------------------------------------------------------------------
-def make_scheduler(config: pytest.Config, log: Any):
-    from xdist.scheduler import LoadScheduling
+class AloneLastScheduling(LoadScheduling):
+    """xdist's load scheduling for the shared tests; the alone tests afterwards, on one
+    worker, once the others have finished (see the module docstring)."""
 
-    class AloneLastScheduling(LoadScheduling):
-        """xdist's load scheduling for the shared tests; the alone tests afterwards, on one
-        worker, once the others have finished (see the module docstring)."""
+    def __init__(self, config: pytest.Config, log: Any = None) -> None:
+        super().__init__(config, log)
+        self.deferred: list[int] = []
+        self.alone_sent = False
 
-        def __init__(self, config: pytest.Config, log: Any = None) -> None:
-            super().__init__(config, log)
-            self.deferred: list[int] = []
-            self.alone_sent = False
+    @property
+    def tests_finished(self) -> bool:
+        return not self.deferred and super().tests_finished
 
-        @property
-        def tests_finished(self) -> bool:
-            return not self.deferred and super().tests_finished
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.deferred) or super().has_pending
 
-        @property
-        def has_pending(self) -> bool:
-            return bool(self.deferred) or super().has_pending
+    def _alone_ids(self) -> set[str]:
+        node = next(iter(self.node2pending))
+        try:
+            return set(json.loads(Path(node.workerinput[ALONE_KEY]).read_text("utf-8")))
+        except (OSError, ValueError, KeyError):
+            return set()  # nothing published: nothing held back (plain load scheduling)
 
-        def _alone_ids(self) -> set[str]:
-            node = next(iter(self.node2pending))
-            try:
-                return set(json.loads(Path(node.workerinput[ALONE_KEY]).read_text("utf-8")))
-            except (OSError, ValueError, KeyError):
-                return set()  # nothing published: nothing held back (plain load scheduling)
+    def schedule(self) -> None:
+        if self.collection is not None or not self._check_nodes_have_same_collection():
+            super().schedule()
+            return
+        collection = next(iter(self.node2collection.values()))
+        alone = self._alone_ids()
+        self.deferred = [i for i, nid in enumerate(collection) if nid in alone]
+        if not self.deferred:
+            super().schedule()
+            return
+        self.collection = collection
+        self.pending[:] = [i for i in range(len(collection)) if collection[i] not in alone]
+        if self.maxschedchunk is None:
+            self.maxschedchunk = len(collection)
+        chunk = max(2, min(len(self.pending) // len(self.nodes) // 4, self.maxschedchunk))
+        for node in self.nodes:
+            self._send_tests(node, chunk)
+        self._maybe_run_alone()
 
-        def schedule(self) -> None:
-            if self.collection is not None or not self._check_nodes_have_same_collection():
-                super().schedule()
-                return
-            collection = next(iter(self.node2collection.values()))
-            alone = self._alone_ids()
-            self.deferred = [i for i, nid in enumerate(collection) if nid in alone]
-            if not self.deferred:
-                super().schedule()
-                return
-            self.collection = collection
-            self.pending[:] = [i for i in range(len(collection)) if collection[i] not in alone]
-            if self.maxschedchunk is None:
-                self.maxschedchunk = len(collection)
-            chunk = max(2, min(len(self.pending) // len(self.nodes) // 4, self.maxschedchunk))
-            for node in self.nodes:
-                self._send_tests(node, chunk)
+    def check_schedule(self, node: Any, duration: float = 0) -> None:
+        if node.shutting_down:
+            return
+        if self.pending or not self.deferred:
+            super().check_schedule(node, duration)
+        else:
             self._maybe_run_alone()
 
-        def check_schedule(self, node: Any, duration: float = 0) -> None:
-            if node.shutting_down:
-                return
-            if self.pending or not self.deferred:
-                super().check_schedule(node, duration)
-            else:
-                self._maybe_run_alone()
+    def remove_node(self, node: Any) -> str | None:
+        crashed = super().remove_node(node)
+        if self.deferred and self.node2pending:
+            self._maybe_run_alone()
+        return crashed
 
-        def remove_node(self, node: Any) -> str | None:
-            crashed = super().remove_node(node)
-            if self.deferred and self.node2pending:
-                self._maybe_run_alone()
-            return crashed
+    def _maybe_run_alone(self) -> None:
+        """Once the shared tests are all handed out: stop every worker but one; when that
+        one is the last and holds at most the one test it cannot start without a next one,
+        hand it the alone tests."""
+        if self.pending or not self.deferred or self.alone_sent:
+            return
+        live = [n for n in self.node2pending if not n.shutting_down]
+        if not live:
+            return
+        runner = min(live, key=lambda n: len(self.node2pending[n]))
+        for n in live:
+            if n is not runner:
+                n.shutdown()
+        if len(self.node2pending) > 1 or len(self.node2pending[runner]) > 1:
+            return  # the others are still finishing theirs
+        self.log(f"running {len(self.deferred)} tests alone on {runner.gateway.id}")
+        self.alone_sent = True
+        self.node2pending[runner].extend(self.deferred)
+        runner.send_runtest_some(self.deferred)
+        self.deferred = []
+        runner.shutdown()
 
-        def _maybe_run_alone(self) -> None:
-            """Once the shared tests are all handed out: stop every worker but one; when that
-            one is the last and holds at most the one test it cannot start without a next one,
-            hand it the alone tests."""
-            if self.pending or not self.deferred or self.alone_sent:
-                return
-            live = [n for n in self.node2pending if not n.shutting_down]
-            if not live:
-                return
-            runner = min(live, key=lambda n: len(self.node2pending[n]))
-            for n in live:
-                if n is not runner:
-                    n.shutdown()
-            if len(self.node2pending) > 1 or len(self.node2pending[runner]) > 1:
-                return  # the others are still finishing theirs
-            self.log(f"running {len(self.deferred)} tests alone on {runner.gateway.id}")
-            self.alone_sent = True
-            self.node2pending[runner].extend(self.deferred)
-            runner.send_runtest_some(self.deferred)
-            self.deferred = []
-            runner.shutdown()
 
+def make_scheduler(config: pytest.Config, log: Any) -> AloneLastScheduling:
     return AloneLastScheduling(config, log)
 
 
