@@ -45,6 +45,7 @@ from stackcheck.evidence import summarise, verdict_of
 RUNS = "runs"
 HISTORY = "history.jsonl"
 EVIDENCE_JSON = "sla-evidence.json"
+BASELINE_JSON = "baseline.json"  # the run an operator pinned as the reference (pin_baseline)
 EVIDENCE_HTML = "sla-evidence.html"
 LOCK = ".history.lock"
 # the run context that goes with every history line (the rest stays in the run's own line)
@@ -310,6 +311,47 @@ def compare_benchmarks(data: dict, history: list[dict]) -> None:
                 break
 
 
+def pin_baseline(directory: Path, run_id: str | None = None) -> dict:
+    """Pin a kept run (default: the newest complete one) as the baseline the report compares
+    every later run with, beside the previous run: its representative value and verdict per
+    measured requirement, in directory/baseline.json (kept with the history)."""
+    from stackcheck.report import representative
+
+    history = read_history(directory)
+    if run_id is None:
+        complete = [ln for ln in history if ln.get("kind") == "run" and ln.get("complete")]
+        if not complete:
+            raise ValueError(f"no complete run in {directory / HISTORY}: name a run to pin")
+        run_id = max(complete, key=lambda ln: (ln.get("finished", ""), ln["run"]))["run"]
+    path = directory / RUNS / run_id / EVIDENCE_JSON
+    if not path.is_file():
+        raise ValueError(f"no kept run {run_id!r} (no {path})")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    values = {}
+    for r in data["requirements"]:
+        nums = [
+            float(m["value"])
+            for m in r.get("measurements", [])
+            if isinstance(m.get("value"), int | float) and not isinstance(m["value"], bool)
+        ]
+        if nums:
+            values[r["id"]] = {
+                "value": representative(nums, r.get("bound")),
+                "verdict": r.get("verdict"),
+            }
+    baseline = {"run": run_id, "pinned": iso(datetime.now(UTC)), "values": values}
+    with locked(directory):
+        _write(directory / BASELINE_JSON, json.dumps(baseline, indent=2) + "\n")
+    return baseline
+
+
+def read_baseline(directory: Path) -> dict | None:
+    try:
+        return json.loads((directory / BASELINE_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def publish(
     directory: Path,
     data: dict,
@@ -325,8 +367,10 @@ def publish(
         _write(run_dir / EVIDENCE_JSON, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         append_history(directory, data)
         history = read_history(directory)
-        _write(run_dir / EVIDENCE_HTML, render(data, history))
+        baseline = read_baseline(directory)
+        _write(run_dir / EVIDENCE_HTML, render({**data, "baseline": baseline}, history))
         merged = merge(data, load_runs(directory, merge_ids(history)))
+        merged["baseline"] = baseline
         _write(directory / EVIDENCE_JSON, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
         _write(directory / EVIDENCE_HTML, render(merged, history))
     return merged
@@ -341,18 +385,34 @@ def rebuild(directory: Path, render: Callable[[dict, list[dict]], str]) -> dict 
         if not runs:
             return None
         merged = merge(runs[-1], runs)
+        merged["baseline"] = read_baseline(directory)
         _write(directory / EVIDENCE_JSON, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
         _write(directory / EVIDENCE_HTML, render(merged, history))
     return merged
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m stackcheck.history [EVIDENCE_DIR]: rebuild the top-level evidence."""
+    """python -m stackcheck.history [EVIDENCE_DIR]: rebuild the top-level evidence.
+    python -m stackcheck.history baseline [RUN_ID] [--dir EVIDENCE_DIR]: pin a run (default the
+    newest complete one) as the baseline, then rebuild."""
     import sys
 
     from stackcheck.report import render
 
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "baseline":
+        directory = Path("reports")
+        if "--dir" in args:
+            i = args.index("--dir")
+            directory = Path(args[i + 1])
+            del args[i : i + 2]
+        try:
+            pinned = pin_baseline(directory, args[1] if len(args) > 1 else None)
+        except ValueError as exc:
+            print(f"baseline: {exc}", file=sys.stderr)
+            return 1
+        print(f"baseline: run {pinned['run']} ({len(pinned['values'])} measured requirements)")
+        args = [str(directory)]
     directory = Path(args[0] if args else "reports")
     merged = rebuild(directory, render)
     if merged is None:

@@ -153,7 +153,8 @@ def bars(items: list[tuple[str, float]], *, title: str, unit: str, target: float
 
 def trends(series: list[dict], *, cols: int = 4) -> str | None:
     """Small multiples, one per measured requirement: its value in every run that measured it,
-    the target dashed, the last point red (and ▲ in the title) when it regressed.
+    the target dashed, the stored baseline dotted, the last point red (and ▲ in the title) when
+    it regressed against the previous run or the baseline.
 
     series: [{"id", "unit", "points": [(run label, value)], "target", "bound", "regressed"}]"""
     series = [s for s in series if s["points"]]
@@ -167,17 +168,19 @@ def trends(series: list[dict], *, cols: int = 4) -> str | None:
         ys = [v for _, v in s["points"]]
         xs = range(len(ys))
         ax.plot(xs, ys, marker="o", markersize=3, color=NEUTRAL, linewidth=1)
-        if s["regressed"]:
+        if s.get("baseline") is not None:
+            ax.axhline(s["baseline"], color=NEUTRAL, linestyle=":", linewidth=1)
+        if s["regressed"] or s.get("regressed_from_baseline"):
             ax.plot([xs[-1]], [ys[-1]], marker="o", markersize=6, color=BAD)
         if s["target"] is not None:
             lo, hi = min(ys), max(ys)
             if lo * 0.5 <= s["target"] <= hi * 2 or lo == hi == 0:
                 ax.axhline(s["target"], color=TARGET, linestyle="--", linewidth=1)
         ax.set_title(
-            s["id"] + (" ▲" if s["regressed"] else ""),
+            s["id"] + (" ▲" if s["regressed"] or s.get("regressed_from_baseline") else ""),
             fontsize=8,
             loc="left",
-            color=BAD if s["regressed"] else "black",
+            color=BAD if s["regressed"] or s.get("regressed_from_baseline") else "black",
         )
         if s["unit"]:
             ax.set_ylabel(s["unit"], fontsize=7)

@@ -81,9 +81,24 @@ def representative(values: list[float], bound: str | None) -> float:
     return values[-1]
 
 
-def series_from_history(history: list[dict], reqs: dict[str, dict]) -> list[dict]:
+def _worse(req: dict, before: float, now: float) -> str:
+    """Why `now` is a regression from `before` for this requirement, or "" (see the margins)."""
+    bound = req.get("bound")
+    worse = (now - before) if bound == "max" else (before - now) if bound == "min" else 0
+    if worse > REGRESSION_TOLERANCE * max(abs(before), 1e-9) and worse > REGRESSION_OF_TARGET * abs(
+        req.get("target_value") or 0
+    ):
+        pct = worse / abs(before or 1)
+        return f"{fmt(before)} → {fmt(now)} {req.get('unit', '')} ({pct:+.0%} worse)"
+    return ""
+
+
+def series_from_history(
+    history: list[dict], reqs: dict[str, dict], baseline: dict | None = None
+) -> list[dict]:
     """Per measured requirement, its value per run (in the order the runs finished), and
-    whether the latest run regressed against the one before it."""
+    whether the latest run regressed against the one before it, or against the stored
+    baseline (history.pin_baseline: a run an operator accepted as the reference)."""
     per: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     order: dict[str, str] = {}
     verdicts: dict[tuple[str, str], str] = {}
@@ -109,15 +124,18 @@ def series_from_history(history: list[dict], reqs: dict[str, dict]) -> list[dict
         if len(runs) > 1:
             prev, last = points[-2][1], points[-1][1]
             prev_v, last_v = verdicts.get((rid, runs[-2])), verdicts.get((rid, runs[-1]))
-            worse = (last - prev) if bound == "max" else (prev - last) if bound == "min" else 0
             if prev_v == PASS and last_v == FAIL:
                 regressed, why = True, "passed in the previous run, fails now"
-            elif worse > REGRESSION_TOLERANCE * max(
-                abs(prev), 1e-9
-            ) and worse > REGRESSION_OF_TARGET * abs(req.get("target_value") or 0):
-                regressed = True
-                pct = worse / abs(prev or 1)
-                why = f"{fmt(prev)} → {fmt(last)} {req.get('unit', '')} ({pct:+.0%} worse)"
+            elif change := _worse(req, prev, last):
+                regressed, why = True, change
+        against_base = ""
+        base = (baseline or {}).get("values", {}).get(rid)
+        if base is not None and runs[-1] != baseline.get("run"):
+            last_v = verdicts.get((rid, runs[-1]))
+            if base.get("verdict") == PASS and last_v == FAIL:
+                against_base = "passed in the baseline run, fails now"
+            elif isinstance(base.get("value"), int | float):
+                against_base = _worse(req, float(base["value"]), points[-1][1])
         out.append(
             {
                 "id": rid,
@@ -128,6 +146,9 @@ def series_from_history(history: list[dict], reqs: dict[str, dict]) -> list[dict
                 "bound": bound,
                 "regressed": regressed,
                 "why": why,
+                "baseline": None if base is None else base.get("value"),
+                "regressed_from_baseline": bool(against_base),
+                "why_baseline": against_base,
             }
         )
     return out
@@ -201,8 +222,8 @@ def figures(data: dict, series: list[dict]) -> list[tuple[str, str, str]]:
             (
                 "trends",
                 "Each requirement's value in every run that measured it (the worst of the run's "
-                "measurements), oldest left; target dashed; red ▲: regressed against the run "
-                "before."
+                "measurements), oldest left; target dashed; the pinned baseline dotted; "
+                "red ▲: regressed against the run before or the baseline."
                 + (f" Measured in one run only (no trend yet): {', '.join(once)}." if once else ""),
                 svg,
             )
@@ -461,11 +482,39 @@ def _attention(data: dict, base: str | None) -> str:
     )
 
 
+def _regressions_html(regressions: dict, from_base: dict, baseline: dict | None) -> str:
+    """The regressions against the previous run and against the pinned baseline."""
+    out = ""
+    if regressions:
+        items = "".join(
+            f"<li><a href='#req-{esc(i)}'>{esc(i)}</a>: {esc(s['why'])}</li>"
+            for i, s in regressions.items()
+        )
+        out = f"<h2 class=reg>Regressions against the previous run</h2><ul>{items}</ul>"
+    if from_base:
+        items = "".join(
+            f"<li><a href='#req-{esc(i)}'>{esc(i)}</a>: {esc(s['why_baseline'])}</li>"
+            for i, s in from_base.items()
+        )
+        out += (
+            f"<h2 class=reg>Regressions against the baseline "
+            f"({esc(run_label(baseline['run']))})</h2><ul>{items}</ul>"
+        )
+    elif baseline:
+        out += (
+            f"<p class=n-pass>No regression against the baseline run "
+            f"{esc(run_label(baseline['run']))} (pinned {esc(baseline.get('pinned', '?'))}).</p>"
+        )
+    return out
+
+
 def render(data: dict, history: list[dict]) -> str:
     """The whole page for one evidence dict (a run's own, or the merged top-level one)."""
     reqs = {r["id"]: r for r in data["requirements"]}
-    series = series_from_history(history, reqs)
+    baseline = data.get("baseline")
+    series = series_from_history(history, reqs, baseline)
     regressions = {s["id"]: s for s in series if s["regressed"]}
+    from_base = {s["id"]: s for s in series if s["regressed_from_baseline"]}
     base = data.get("complete_run") or (data.get("run") or {}).get("id")
     by_area: dict[str, list[dict]] = defaultdict(list)
     for r in data["requirements"]:
@@ -478,13 +527,7 @@ def render(data: dict, history: list[dict]) -> str:
         for a in order
     )
     nav += "<li><a href='#plots'><b>plots</b></a></li><li><a href='#runs'><b>runs</b></a></li>"
-    reg_html = ""
-    if regressions:
-        items = "".join(
-            f"<li><a href='#req-{esc(i)}'>{esc(i)}</a>: {esc(s['why'])}</li>"
-            for i, s in regressions.items()
-        )
-        reg_html = f"<h2 class=reg>Regressions against the previous run</h2><ul>{items}</ul>"
+    reg_html = _regressions_html(regressions, from_base, baseline)
     sections = []
     for a in order:
         rows = "".join(_row(r, base, regressions) for r in by_area[a])

@@ -392,3 +392,33 @@ def test_a_merge_reads_only_the_latest_complete_run_and_the_runs_after_it():
     assert history.merge_ids(hist) == ["b", "c"]
     assert history.merge_ids([line("a", "1", False), line("c", "3", False)]) == ["a", "c"]
     assert history.merge_ids([]) is None  # no history: every folder is read
+
+
+def test_a_pinned_baseline_flags_what_got_worse_since(pytester, run, evidence_dir):
+    """Against the stored baseline as well as the previous run: three runs, the first pinned;
+    the third is as slow as the second (no change against the previous run) but 50 % slower
+    than the baseline, and the report says so."""
+    write_suite(pytester, e4=40.0)
+    run().assert_outcomes(passed=5)
+    assert history.main(["baseline", "--dir", str(evidence_dir)]) == 0
+    pinned = json.loads((evidence_dir / history.BASELINE_JSON).read_text(encoding="utf-8"))
+    first = run_dirs(evidence_dir)[0].name
+    assert pinned["run"] == first and pinned["values"]["E4"] == {"value": 40.0, "verdict": "pass"}
+    write_suite(pytester, e4=60.0)
+    run().assert_outcomes(passed=5)
+    write_suite(pytester, e4=60.0)
+    run().assert_outcomes(passed=5)
+
+    data = top(evidence_dir)
+    assert data["baseline"]["run"] == first
+    page = (evidence_dir / "sla-evidence.html").read_text(encoding="utf-8")
+    assert "Regressions against the baseline" in page
+    assert "Regressions against the previous run" not in page  # 60 -> 60
+    assert "40 → 60 s (+50% worse)" in page
+
+
+def test_pinning_needs_a_complete_run_or_a_name(tmp_path, capsys):
+    assert history.main(["baseline", "--dir", str(tmp_path)]) == 1
+    assert "no complete run" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no kept run"):
+        history.pin_baseline(tmp_path, "20260101T000000Z-abc")
