@@ -456,6 +456,60 @@ def service_secrets(ns: str, service: str) -> list[dict]:
     return json.loads(out) if out and out != "null" else []
 
 
+REGISTRY_DOCKERFILE = Path("tests") / "swarm" / "registry" / "Dockerfile"
+
+
+def registry_name(ns: str) -> str:
+    return f"{ns}-registry"
+
+
+def built_image(dockerfile: Path, repo: str, say, timeout: float = 900) -> str:
+    """`repo:<sha of the Dockerfile>`, built once (a new tag, never a rebuild of another)."""
+    tag = f"{repo}:{hashlib.sha256(dockerfile.read_bytes()).hexdigest()[:12]}"
+    if docker("image", "inspect", tag, check=False).returncode != 0:
+        say(f"building {tag} ({dockerfile})")
+        docker("build", "-q", "-t", tag, str(dockerfile.parent), timeout=timeout)
+    return tag
+
+
+def ensure_registry(ns: str, images: Iterable[str], say=print, timeout: float = 600) -> float:
+    """The local registry other nodes pull our images from: Debian's docker-registry in a
+    standalone container on the manager, published on 127.0.0.1:5000 (this host pushes there)
+    and on the bridge address (other engines on this host pull there), then `images` pushed.
+    Returns the seconds the pushes took."""
+    name = registry_name(ns)
+    if docker("inspect", name, check=False).returncode != 0:
+        image = built_image(project_root() / REGISTRY_DOCKERFILE, "stackcheck/swarm-registry", say)
+        port = registry().rpartition(":")[2]
+        # fmt: off
+        docker(
+            "run", "--detach", "--name", name, "--read-only", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--memory", "256m", "--cpus", "0.5",
+            "--pids-limit", "100", "--restart", "unless-stopped",
+            "--log-opt", "max-size=50m", "--log-opt", "max-file=3",
+            "--volume", f"{name}:/var/lib/docker-registry",
+            "--publish", f"127.0.0.1:{port}:5000", "--publish", f"{bridge_address()}:{port}:5000",
+            image,
+        )
+        # fmt: on
+    deadline = time.monotonic() + 30
+    while docker("exec", name, "true", check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise SwarmError(f"{name} did not start: {docker('logs', name, check=False).stderr}")
+        time.sleep(0.5)
+    t0 = time.monotonic()
+    for image in images:
+        for _ in range(10):  # the registry may still be starting
+            proc = docker("push", "-q", image, check=False, timeout=timeout)
+            if proc.returncode == 0:
+                break
+            time.sleep(1)
+        else:
+            raise SwarmError(f"push {image} to {name} failed: {proc.stderr.strip()}")
+        say(f"registry: pushed {image}")
+    return time.monotonic() - t0
+
+
 def services_of(ns: str) -> list[str]:
     out = docker(
         "service", "ls", "--filter", f"label={NAMESPACE_LABEL}={ns}", "--format", "{{.Name}}"
@@ -540,7 +594,7 @@ def deploy(stack_dir: Path, *, timeout: float = 600, say=print) -> float:
 def undeploy(*, timeout: float = 180, say=print) -> None:
     """Remove the stack, its gateway and its secrets' versions; volumes are kept (as `down`)."""
     ns = namespace()
-    docker("rm", "-f", gateway_name(ns), check=False)
+    docker("rm", "-f", gateway_name(ns), registry_name(ns), check=False)
     if services_of(ns):
         docker("stack", "rm", ns, timeout=120)
     deadline = time.monotonic() + timeout

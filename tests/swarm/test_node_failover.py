@@ -5,12 +5,11 @@ the mailer's task is rescheduled on the manager and every mail is stored exactly
 
 Bounded (every wait has a deadline), torn down afterwards (the worker leaves, its node is
 removed, the mailer runs on the manager again), and skipped naming the reason where this engine
-cannot run a nested engine. Images reach the worker by `docker save | docker load` (see
-docs/swarm.md: the local registry is not done)."""
+cannot run a nested engine. Images reach the worker through the local registry (Debian's
+docker-registry, stackcheck.swarm.ensure_registry)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import time
@@ -41,20 +40,10 @@ def in_worker(*args: str, timeout: float = 120, check: bool = True) -> str:
 
 
 def worker_image() -> str:
-    digest = hashlib.sha256((HERE / "worker" / "Dockerfile").read_bytes()).hexdigest()[:12]
-    tag = f"stackcheck/swarm-worker:{digest}"
-    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode:
-        proc = subprocess.run(
-            ["docker", "build", "-q", "-t", tag, str(HERE / "worker")],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if proc.returncode:
-            pytest.skip(
-                f"cannot build the worker engine's image (Debian docker.io): {proc.stderr[-300:]}"
-            )
-    return tag
+    try:
+        return swarm.built_image(HERE / "worker" / "Dockerfile", "stackcheck/swarm-worker", print)
+    except swarm.SwarmError as exc:
+        pytest.skip(f"cannot build the worker engine's image (Debian docker.io): {exc}")
 
 
 def node_of_running_task(ns: str) -> str:
@@ -72,7 +61,19 @@ def worker(stack):
     image = worker_image()
     sh("rm", "-f", WORKER, check=False)
     started = subprocess.run(
-        ["docker", "run", "-d", "--privileged", "--name", WORKER, "--hostname", WORKER, image],
+        [
+            "docker",
+            "run",
+            "-d",
+            "--privileged",
+            "--name",
+            WORKER,
+            "--hostname",
+            WORKER,
+            "--env",
+            f"REGISTRY={swarm.bridge_address()}:5000",
+            image,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -120,10 +121,7 @@ def test_worker_lost_mid_burst_mailer_rescheduled_on_the_manager(
         "ContainerSpec"
     ]["Image"]
     image = image.split("@")[0]
-    saved = subprocess.run(
-        ["docker", "save", image], capture_output=True, timeout=300, check=True
-    ).stdout
-    sh("exec", "-i", WORKER, "docker", "load", input=saved, timeout=600)
+    pushed = swarm.ensure_registry(ns, [image], say=stack.progress)
     # the scheduler spreads a service's task to the node with the fewest tasks: the new worker
     t0 = time.monotonic()
     sh("service", "update", "--detach=false", "--quiet", "--force", f"{ns}_{SERVICE}", timeout=300)
@@ -182,5 +180,6 @@ def test_worker_lost_mid_burst_mailer_rescheduled_on_the_manager(
         recovered,
         unit="s",
         how=f"Swarm, 2 nodes: worker running {SERVICE} killed mid-burst until its task ran "
-        f"healthy on the manager (moving it onto the worker took {moved:.0f} s)",
+        f"healthy on the manager (pushing its image to the local registry took {pushed:.0f} s, "
+        f"moving it onto the worker {moved:.0f} s)",
     )
