@@ -33,6 +33,8 @@ MARKERS = {
     "recovery": "destructive recovery tests (down/up, kills, full disks); run last",
     "security": "hardening and security checks",
     "unit": "fast tests of src/, no Docker",
+    "component": "the mailer's parts against real PostgreSQL, Redis and clamd run as local "
+    "processes (tests/component), no Docker",
     "req(*ids)": "requirement IDs of docs/REQUIREMENTS.md that this test proves",
     "needs(*services)": "services the test needs; skipped, naming them, if the stack lacks them",
     # what a test does to the stack it runs against (the most impactful marker wins; an
