@@ -4,7 +4,7 @@
 import os
 import sys
 
-from mailer.service import housekeeping_main, main
+from mailer.app import housekeeping_main, main
 
 if sys.argv[1:] == ["housekeeping"]:
     sys.exit(housekeeping_main())

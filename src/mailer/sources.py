@@ -18,14 +18,18 @@ import poplib
 import re
 import select
 import ssl
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from mailer import addresses
 from mailer.spool import Spool
+
+if TYPE_CHECKING:
+    from mailer.config import Config
 
 log = logging.getLogger("mailer.source")
 
@@ -214,6 +218,13 @@ class Pop3Source:
     def check(self) -> None:
         """Log in and out once (start-up check)."""
         self._connect().quit()
+
+    def wait(self, poll_seconds: float, stop) -> None:
+        """POP3 cannot announce new mail: the next poll is one interval away."""
+        stop.wait(poll_seconds)
+
+    def close(self) -> None:
+        """Nothing held open: every poll is its own connection."""
 
     def poll(
         self,
@@ -495,14 +506,16 @@ class ImapSource:
             if len(piece) < _IMAP_CHUNK:
                 return offset
 
-    def wait(self, seconds: float, stop) -> None:
-        """Wait for new mail with IDLE (RFC 2177) up to `seconds`, or poll-sleep without it."""
+    def wait(self, poll_seconds: float, stop) -> None:
+        """Wait for new mail with IDLE (RFC 2177), up to IDLE_POLLS poll intervals (and at most
+        idle_seconds, under the 29 minutes servers allow), or sleep one interval without it."""
+        seconds = poll_seconds * IDLE_POLLS
         try:
             conn = self._ensure()
             if b"IDLE" not in b" ".join(
                 c if isinstance(c, bytes) else c.encode() for c in conn.capabilities
             ):
-                stop.wait(seconds)
+                stop.wait(poll_seconds)
                 return
             tag = conn._new_tag()
             conn.send(tag + b" IDLE\r\n")
@@ -526,3 +539,52 @@ class ImapSource:
         except (OSError, imaplib.IMAP4.error) as exc:
             self.close()
             raise SourceError(f"{self.name}: {exc}") from exc
+
+
+IDLE_POLLS = 12  # an IMAP IDLE lasts this many poll intervals before it is renewed
+
+
+class Source(Protocol):
+    """A mailbox as the fetcher uses it (Pop3Source, ImapSource): the fetcher never asks which."""
+
+    name: str
+
+    def check(self) -> None:
+        """Log in once (the start-up check); raises SourceError."""
+
+    def poll(
+        self,
+        known: Callable[[list[str]], set[str]],
+        delete: Callable[[list[str]], set[str]] | None = None,
+        foreign: Callable[[str], None] | None = None,
+    ) -> Iterator[Fetched]:
+        """Our mails whose ids `known` does not report (see Pop3Source.poll)."""
+        ...
+
+    def wait(self, poll_seconds: float, stop: threading.Event) -> None:
+        """Until new mail may be there (or `stop`); raises SourceError."""
+
+    def close(self) -> None:
+        """Release what the source holds open."""
+
+
+def build_source(cfg: Config, spool: Spool | None = None) -> Source:
+    """The source SOURCE_PROTOCOL names, with the TLS settings and addresses of the profile."""
+    kw = dict(
+        security=cfg.source_security,
+        context=cfg.tls_context(),
+        addresses=cfg.addresses,
+        spool=spool,
+    )
+    if cfg.source_kind == "pop3":
+        return Pop3Source(
+            cfg.source_host, cfg.source_port, cfg.source_user, cfg.source_password, **kw
+        )
+    return ImapSource(
+        cfg.source_host,
+        cfg.source_port,
+        cfg.source_user,
+        cfg.source_password,
+        mailbox=cfg.source_mailbox,
+        **kw,
+    )

@@ -198,78 +198,11 @@ class Store:
                     "SELECT id, fingerprint FROM emails WHERE message_id = %s", (mail.message_id,)
                 ).fetchone()
                 if first:
-                    same = first[1] == mail.fingerprint
-                    cur.execute(
-                        "INSERT INTO duplicates (source, source_id, external_id, message_id, "
-                        "fingerprint, email_id, raw, raw_path) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %b, %s) "
-                        "ON CONFLICT (source, source_id) DO NOTHING",
-                        (
-                            mail.source,
-                            mail.source_id,
-                            mail.external_id,
-                            mail.message_id,
-                            mail.fingerprint,
-                            first[0],
-                            None if same else mail.raw,
-                            None if same else mail.raw_path,
-                        ),
-                    )
+                    _insert_duplicate(cur, mail, first[0], same=first[1] == mail.fingerprint)
                     return "duplicate", first[0]
-            email_id = cur.execute(
-                """INSERT INTO emails (source, source_id, external_id, message_id, fingerprint,
-                   sender, recipients, subject, sent_at, body_text, defects, status, category,
-                   summary, ai_source, ai_latency_ms, ai_error, processing_ms, worker)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                   %s, %s) RETURNING id""",
-                (
-                    mail.source,
-                    mail.source_id,
-                    mail.external_id,
-                    mail.message_id,
-                    mail.fingerprint,
-                    mail.sender,
-                    mail.recipients,
-                    mail.subject,
-                    mail.sent_at,
-                    mail.body_text,
-                    mail.defects,
-                    mail.status,
-                    mail.category,
-                    mail.summary,
-                    mail.ai_source,
-                    mail.ai_latency_ms,
-                    mail.ai_error,
-                    mail.processing_ms,
-                    mail.worker,
-                ),
-            ).fetchone()[0]
-            cur.execute(
-                "INSERT INTO raw_messages (email_id, raw, raw_path, size_bytes) "
-                "VALUES (%s, %b, %s, %s)",
-                (email_id, mail.raw, mail.raw_path, mail.raw_size),
-            )
+            email_id = _insert_email(cur, mail)
             for a in mail.attachments:
-                cur.execute(
-                    """INSERT INTO attachments (email_id, position, filename, original_filename,
-                       declared_type, kind, size_bytes, sha256, storage_path, virus_scan_status,
-                       virus_signature, refused_reason)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                    (
-                        email_id,
-                        a.position,
-                        a.filename,
-                        a.original_filename,
-                        a.declared_type,
-                        a.kind,
-                        a.size_bytes,
-                        a.sha256,
-                        a.storage_path,
-                        a.virus_scan_status,
-                        a.virus_signature,
-                        a.refused_reason,
-                    ),
-                )
+                _insert_attachment(cur, email_id, a)
             for o in mail.outbox:
                 cur.execute(
                     "INSERT INTO outbox (email_id, kind, recipient, subject, body, message_id) "
@@ -330,6 +263,87 @@ class Store:
                     "next_attempt_at = now() + make_interval(secs => %s) WHERE id = %s",
                     (error, retry_in_s, outbox_id),
                 )
+
+
+def _insert_duplicate(cur: psycopg.Cursor, mail: MailRow, first_id: int, *, same: bool) -> None:
+    """Record a mail whose Message-ID is stored already; its raw bytes are kept only when they
+    differ from the first's (the same Message-ID on other content deserves a look)."""
+    cur.execute(
+        "INSERT INTO duplicates (source, source_id, external_id, message_id, "
+        "fingerprint, email_id, raw, raw_path) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %b, %s) "
+        "ON CONFLICT (source, source_id) DO NOTHING",
+        (
+            mail.source,
+            mail.source_id,
+            mail.external_id,
+            mail.message_id,
+            mail.fingerprint,
+            first_id,
+            None if same else mail.raw,
+            None if same else mail.raw_path,
+        ),
+    )
+
+
+def _insert_email(cur: psycopg.Cursor, mail: MailRow) -> int:
+    """The mail's row and its raw bytes (or the path of its kept raw file); its id."""
+    email_id = cur.execute(
+        """INSERT INTO emails (source, source_id, external_id, message_id, fingerprint,
+           sender, recipients, subject, sent_at, body_text, defects, status, category,
+           summary, ai_source, ai_latency_ms, ai_error, processing_ms, worker)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+           %s, %s) RETURNING id""",
+        (
+            mail.source,
+            mail.source_id,
+            mail.external_id,
+            mail.message_id,
+            mail.fingerprint,
+            mail.sender,
+            mail.recipients,
+            mail.subject,
+            mail.sent_at,
+            mail.body_text,
+            mail.defects,
+            mail.status,
+            mail.category,
+            mail.summary,
+            mail.ai_source,
+            mail.ai_latency_ms,
+            mail.ai_error,
+            mail.processing_ms,
+            mail.worker,
+        ),
+    ).fetchone()[0]
+    cur.execute(
+        "INSERT INTO raw_messages (email_id, raw, raw_path, size_bytes) VALUES (%s, %b, %s, %s)",
+        (email_id, mail.raw, mail.raw_path, mail.raw_size),
+    )
+    return email_id
+
+
+def _insert_attachment(cur: psycopg.Cursor, email_id: int, a: AttachmentRow) -> None:
+    cur.execute(
+        """INSERT INTO attachments (email_id, position, filename, original_filename,
+           declared_type, kind, size_bytes, sha256, storage_path, virus_scan_status,
+           virus_signature, refused_reason)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (
+            email_id,
+            a.position,
+            a.filename,
+            a.original_filename,
+            a.declared_type,
+            a.kind,
+            a.size_bytes,
+            a.sha256,
+            a.storage_path,
+            a.virus_scan_status,
+            a.virus_signature,
+            a.refused_reason,
+        ),
+    )
 
 
 def conninfo(host: str, port: int, dbname: str, user: str, password: str) -> str:

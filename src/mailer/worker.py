@@ -1,10 +1,11 @@
 """The worker: one queue entry at a time, from raw bytes to a committed row.
 
-parse → (already stored? ack) → every attachment scanned by clamd, then stored, quarantined or
-refused → classification (Ollama, else rules) → mail, attachments and outbox rows in one
-transaction → acknowledge. Anything transient (clamd, PostgreSQL, Redis unreachable) leaves the
-entry unacknowledged and retries it with backoff: a mail is never stored unscanned, never lost,
-never stored twice.
+Worker.handle reads top to bottom: settle (already stored? flagged? poison?) → read (parse) →
+decide (a stored Message-ID makes it a duplicate before anything is scanned or written; else
+every attachment scanned by clamd, then stored, quarantined or refused; then classification,
+Ollama else rules) → mail, attachments and outbox rows in one transaction → acknowledge.
+Anything transient (clamd, PostgreSQL, Redis unreachable) leaves the entry unacknowledged and
+retries it with backoff: a mail is never stored unscanned, never lost, never stored twice.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -134,6 +136,28 @@ def _head(path: Path) -> bytes:
         return fh.read(_HEAD_BYTES)
 
 
+@dataclass(frozen=True)
+class _Mail:
+    """A mail as read: parsed, and where its raw bytes are (in memory, or kept as a file)."""
+
+    parsed: parsing.ParsedMail
+    fingerprint: str
+    raw: bytes | None
+    raw_path: str | None
+    raw_size: int
+    head: bytes
+    now: datetime
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What became of it: its attachment rows, its classification, its status."""
+
+    rows: list[AttachmentRow]
+    result: classify.Classification
+    status: str
+
+
 class Worker:
     def __init__(
         self,
@@ -218,7 +242,9 @@ class Worker:
 
     # --- one mail ------------------------------------------------------------------------
     def handle(self, entry: Entry) -> None:
-        cfg = self.cfg
+        """One mail through the stages, top to bottom: settle what needs no processing, read
+        (parse), decide (a duplicate, else scan and store its files, then classify), commit,
+        acknowledge, account. An exception leaves the entry unacknowledged (handle_with_retry)."""
         start = time.monotonic()
         log.info(
             f"Processing email: {entry.external_id}",
@@ -228,13 +254,24 @@ class Worker:
                 "delivery": entry.deliveries,
             },
         )
+        if self._settled(entry, start):
+            return
+        mail = self._read(entry)
+        decision = self._decide(mail)
+        outcome, email_id = self.store.save(self._row(entry, mail, decision, start))
+        self._done(entry)
+        self._account(entry, mail, decision, outcome, email_id, time.monotonic() - start)
+
+    def _settled(self, entry: Entry, start: float) -> bool:
+        """The entries that need no parsing: already committed (a repeated delivery), spool
+        file gone (fetched again instead), flagged by the fetcher, or poison. True if handled."""
         if self.store.is_stored(entry.source, entry.source_id):
             log.info(
                 "already stored; acknowledging the repeated entry",
                 extra={"external_id": entry.external_id},
             )
             self._done(entry)
-            return
+            return True
         if entry.spooled is not None and not self.spool.path(entry.spooled).exists():
             # the mailbox still has it (a mail leaves its source only once committed)
             log.error(
@@ -243,47 +280,59 @@ class Worker:
             )
             self.queue.release(entry.source, entry.source_id)
             self.queue.ack(entry)
-            return
+            return True
         if entry.flag is not None:  # the fetcher could not fetch it: kept for a person
             self._store_unprocessed(entry, start, why=entry.flag)
-            return
+            return True
         if entry.deliveries > POISON_DELIVERIES:
             self._store_unprocessed(entry, start)
-            return
+            return True
+        return False
+
+    def _read(self, entry: Entry) -> _Mail:
+        """Parse the mail: from its bytes, or (large) from its spool file with attachments
+        spilled to disk and the raw bytes kept as a file."""
         now = datetime.now(UTC)
         if entry.spooled is None:
             parsed = parsing.parse(entry.raw)
             fingerprint = parsing.fingerprint(entry.raw)
             raw, raw_path, raw_size, head = entry.raw, None, len(entry.raw), entry.raw[:_HEAD_BYTES]
-        else:  # large: parsed from its file, attachments spilled to disk, raw kept as a file
+        else:
             src = self.spool.path(entry.spooled)
             parsed, fingerprint = parsing.parse_file(src, self.spool.workdir(entry.spooled))
             raw, raw_size, head = None, src.stat().st_size, _head(src)
             raw_path = self.spool.keep_raw(entry.spooled, fingerprint, now)
-        key = message_key(parsed, fingerprint)
+        return _Mail(parsed, fingerprint, raw, raw_path, raw_size, head, now)
+
+    def _decide(self, mail: _Mail) -> _Decision:
+        """A Message-ID already stored makes it a duplicate before anything of it is scanned,
+        classified or written (it must never reach the first mail's attachment folder); else
+        every attachment is scanned and stored, quarantined or refused, then it is classified."""
+        parsed = mail.parsed
         if parsed.message_id and self.store.has_message_id(parsed.message_id):
-            # decided before anything is scanned, classified or written: a mail reusing a stored
-            # Message-ID must never reach the first mail's attachment folder
-            rows = []
             result = classify.Classification("duplicate", "", "rules", None, "not classified")
-            status = "duplicate"
-        else:
-            rows = [self._attachment(i, a, key, now) for i, a in enumerate(parsed.attachments)]
-            result = self._classify(parsed)
-            status = "processed" if result.source == "ollama" else "processed_without_ai"
-        mail = MailRow(
+            return _Decision([], result, "duplicate")
+        key = message_key(parsed, mail.fingerprint)
+        rows = [self._attachment(i, a, key, mail.now) for i, a in enumerate(parsed.attachments)]
+        result = self._classify(parsed)
+        status = "processed" if result.source == "ollama" else "processed_without_ai"
+        return _Decision(rows, result, status)
+
+    def _row(self, entry: Entry, mail: _Mail, decision: _Decision, start: float) -> MailRow:
+        parsed, result = mail.parsed, decision.result
+        return MailRow(
             source=entry.source,
             source_id=entry.source_id,
             external_id=entry.external_id,
             message_id=parsed.message_id,
-            fingerprint=fingerprint,
+            fingerprint=mail.fingerprint,
             sender=parsed.sender,
             recipients=parsed.recipients,
             subject=parsed.subject,
             sent_at=parsed.date,
             body_text=parsed.text,
             defects=parsed.defects,
-            status=status,
+            status=decision.status,
             category=result.category,
             summary=result.summary,
             ai_source=result.source,
@@ -291,36 +340,47 @@ class Worker:
             ai_error=result.error,
             processing_ms=int((time.monotonic() - start) * 1000),
             worker=self.consumer,
-            raw=raw,
-            raw_size=raw_size,
-            raw_path=raw_path,
-            attachments=rows,
-            outbox=[] if status == "duplicate" else self._outbox(entry, parsed, result, head),
+            raw=mail.raw,
+            raw_size=mail.raw_size,
+            raw_path=mail.raw_path,
+            attachments=decision.rows,
+            outbox=[]
+            if decision.status == "duplicate"
+            else self._outbox(entry, parsed, result, mail.head),
         )
-        outcome, email_id = self.store.save(mail)
-        self._done(entry)
-        took = time.monotonic() - start
+
+    def _account(
+        self,
+        entry: Entry,
+        mail: _Mail,
+        decision: _Decision,
+        outcome: str,
+        email_id: int,
+        took: float,
+    ) -> None:
+        """Metrics and the log line of a committed mail."""
+        profile = self.cfg.profile
         if outcome == "stored":
-            metrics.EMAILS_PROCESSED.labels(cfg.profile, status).inc()
-            metrics.PROCESSING_SECONDS.labels(cfg.profile).observe(took)
-            for r in rows:
-                metrics.ATTACHMENT_SCANS.labels(cfg.profile, r.virus_scan_status).inc()
+            metrics.EMAILS_PROCESSED.labels(profile, decision.status).inc()
+            metrics.PROCESSING_SECONDS.labels(profile).observe(took)
+            for r in decision.rows:
+                metrics.ATTACHMENT_SCANS.labels(profile, r.virus_scan_status).inc()
                 if r.virus_scan_status == "infected":
-                    metrics.ATTACHMENTS_INFECTED.labels(cfg.profile).inc()
+                    metrics.ATTACHMENTS_INFECTED.labels(profile).inc()
                 if r.virus_scan_status == "refused":
                     reason = (r.refused_reason or "policy").split(":")[0]
-                    metrics.ATTACHMENTS_REFUSED.labels(cfg.profile, reason).inc()
+                    metrics.ATTACHMENTS_REFUSED.labels(profile, reason).inc()
         elif outcome == "duplicate":
-            metrics.EMAILS_DUPLICATE.labels(cfg.profile).inc()
+            metrics.EMAILS_DUPLICATE.labels(profile).inc()
         log.info(
             "email stored" if outcome == "stored" else f"email {outcome}",
             extra={
                 "external_id": entry.external_id,
                 "email_id": email_id,
-                "status": status,
-                "category": result.category,
-                "attachments": len(rows),
-                "defects": len(parsed.defects),
+                "status": decision.status,
+                "category": decision.result.category,
+                "attachments": len(decision.rows),
+                "defects": len(mail.parsed.defects),
                 "seconds": round(took, 3),
             },
         )

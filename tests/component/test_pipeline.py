@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from mailer.config import load_config
+from mailer.fetcher import Fetcher
 from mailer.queue import MailQueue
-from mailer.service import Fetcher
 from mailer.sources import Fetched
 from mailer.store import Store, conninfo
 from mailer.worker import POISON_DELIVERIES, Worker
@@ -124,7 +124,7 @@ def cfg(tmp_path, local_postgres, local_redis, local_clamd, praxis_role):
 
 
 class Pipeline:
-    """The mailer's parts wired as mailer.service.main wires them, minus the threads."""
+    """The mailer's parts wired as mailer.app.main wires them, minus the threads."""
 
     def __init__(self, cfg, *, claim_idle_ms: int = 60_000):
         self.cfg = cfg

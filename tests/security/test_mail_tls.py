@@ -266,7 +266,8 @@ MAILER_PROBE = r"""
 import json, os, sys
 from mailer.config import load_config
 from mailer.outbox import SmtpSender
-from mailer.service import build_source, check_smtp
+from mailer.app import check_smtp
+from mailer.sources import build_source
 out = {}
 for name, over in json.loads(sys.argv[1]).items():
     try:

@@ -1,4 +1,4 @@
-"""mailer.service's HTTP server: idle or half-open connections from peers never hold up /readyz
+"""mailer.app's HTTP server: idle or half-open connections from peers never hold up /readyz
 (issue 10: one idle connection on single-threaded wsgiref stalled it, and three failed health
 checks restarted the mailer)."""
 
@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from mailer import service
+from mailer import app as service
 
 pytestmark = pytest.mark.unit
 

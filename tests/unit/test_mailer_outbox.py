@@ -22,7 +22,8 @@ from test_mailer_sources import (  # the PKI and fakes, shared
     servers,  # noqa: F401 (a fixture)
 )
 
-from mailer import metrics, outbox, service
+from mailer import app as service
+from mailer import metrics, outbox
 from mailer.config import tls_context
 from mailer.outbox import OutboxWorker, SmtpSender, SmtpTlsError
 

@@ -19,7 +19,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from mailer import metrics, service
+from mailer import app as service
+from mailer import metrics
+from mailer.fetcher import FETCH_ATTEMPTS, Fetcher
 from mailer.sources import (
     IMAP_MAX_LINE,
     ImapSource,
@@ -536,7 +538,7 @@ def test_a_mail_that_cannot_be_fetched_is_skipped_after_3_tries(servers, pki, ca
     server = servers(box.session, pki.server, implicit=True)
     cfg = SimpleNamespace(profile="unit-skip", poll_seconds=0.01, delete_after_store=False)
     queue = _Queue()
-    fetcher = service.Fetcher(cfg, pop3(server, pki.ca, "tls"), queue, _Store())
+    fetcher = Fetcher(cfg, pop3(server, pki.ca, "tls"), queue, _Store())
     assert _sample("mailbox_fetch_skipped_total", "unit-skip") == 0.0  # exists from the start
     stop = threading.Event()
     caplog.set_level(logging.INFO, logger="mailer")
@@ -554,7 +556,7 @@ def test_a_mail_that_cannot_be_fetched_is_skipped_after_3_tries(servers, pki, ca
     assert "after 3 attempts" in queue.flagged["uid-1#unfetchable"]
     assert "UID uid-1" in queue.flagged["uid-1#unfetchable"]
     retr_1 = [c for c in server.commands if c == "RETR 1"]
-    assert len(retr_1) == service.FETCH_ATTEMPTS
+    assert len(retr_1) == FETCH_ATTEMPTS
     assert _sample("mailbox_fetch_failures_total", "unit-skip") == 3
     assert _sample("mailbox_fetch_skipped_total", "unit-skip") == 1
     assert _sample("mailbox_foreign_total", "unit-skip") == 1  # once, though polled many times
@@ -582,9 +584,9 @@ def test_imap_a_mail_that_cannot_be_fetched_is_skipped_after_3_tries(servers, pk
     source = imap(server, pki.ca, "tls")
     cfg = SimpleNamespace(profile="unit-skip-imap", poll_seconds=0.01, delete_after_store=False)
     queue = _Queue()
-    fetcher = service.Fetcher(cfg, source, queue, _Store())
+    fetcher = Fetcher(cfg, source, queue, _Store())
     try:
-        for _ in range(service.FETCH_ATTEMPTS):
+        for _ in range(FETCH_ATTEMPTS):
             with pytest.raises(MailFetchError) as err:
                 fetcher.poll_once()
             assert err.value.source_id == "7:1"
@@ -597,7 +599,7 @@ def test_imap_a_mail_that_cannot_be_fetched_is_skipped_after_3_tries(servers, pk
     assert list(queue.flagged) == ["7:1#unfetchable"]
     assert _sample("mailbox_fetch_skipped_total", "unit-skip-imap") == 1
     body_fetches = [c for c in server.commands if "FETCH 1 (BODY.PEEK[])" in c]
-    assert len(body_fetches) == service.FETCH_ATTEMPTS
+    assert len(body_fetches) == FETCH_ATTEMPTS
 
 
 # --- start-up: a certificate problem is exit code 2 at once, with the reason -------------

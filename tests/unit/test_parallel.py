@@ -3,10 +3,12 @@ has ended and never beside another, in collection order (recovery last); the evi
 every worker's outcomes, measurements and benchmarks; the bring-up lock lets one worker in at a
 time. Real xdist workers in a pytester subprocess, no Docker."""
 
+import itertools
 import json
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -23,8 +25,9 @@ LOG = os.environ["SPANS"]
 def span(name, seconds):
     start = time.time()
     time.sleep(seconds)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     with open(LOG, "a") as f:
-        f.write(json.dumps([name, os.environ.get("PYTEST_XDIST_WORKER"), start, time.time()]) + "\\n")
+        f.write(json.dumps([name, worker, start, time.time()]) + "\\n")
 
 @pytest.mark.parametrize("n", range(8))
 @pytest.mark.infra
@@ -95,13 +98,13 @@ def test_alone_tests_run_last_and_alone(run_parallel):
     last_shared_end = max(s[3] for s in shared)
     assert all(s[2] >= last_shared_end for s in alone), (alone, last_shared_end)
     ordered = sorted(alone, key=lambda s: s[2])
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    for a, b in itertools.pairwise(ordered):
         assert b[2] >= a[3], f"{a[0]} and {b[0]} overlapped"
     assert ordered[-1][0] == "recovery", "recovery tests run last"
 
 
 def test_evidence_merges_every_worker(run_parallel):
-    result, _, evidence = run_parallel
+    _, _, evidence = run_parallel
     (run_dir,) = (evidence / "runs").iterdir()
     data = json.loads((run_dir / "sla-evidence.json").read_text())
     reqs = {r["id"]: r for r in data["requirements"]}
@@ -122,7 +125,7 @@ def test_bring_up_turn_admits_one_worker_at_a_time(tmp_path):
 
     class Cfg:
         rootpath = tmp_path
-        workerinput = {"testrunuid": "run1"}
+        workerinput: ClassVar = {"testrunuid": "run1"}
 
     inside, peak, firsts = [0], [0], []
     lock = threading.Lock()
@@ -150,7 +153,7 @@ def test_a_failed_bring_up_leaves_the_turn_to_the_next(tmp_path):
 
     class Cfg:
         rootpath = tmp_path
-        workerinput = {"testrunuid": "run2"}
+        workerinput: ClassVar = {"testrunuid": "run2"}
 
     with pytest.raises(RuntimeError), parallel.bring_up_turn(Cfg()) as first:
         assert first
@@ -165,7 +168,7 @@ def test_a_shared_resource_is_started_by_the_first_user_and_stopped_by_the_last(
     def cfg(worker: str):
         class Cfg:
             rootpath = tmp_path
-            workerinput = {"testrunuid": "run3", "workerid": worker}
+            workerinput: ClassVar = {"testrunuid": "run3", "workerid": worker}
 
         return Cfg()
 

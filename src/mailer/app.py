@@ -12,7 +12,6 @@ a connection and sends nothing must not hold up the health checks (three failed 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import signal
@@ -21,20 +20,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import psycopg
 import redis
 from prometheus_client import make_wsgi_app
 
 from mailer import clamd, classify, metrics
 from mailer.config import Config, ConfigError, describe, load_config
+from mailer.fetcher import Fetcher
 from mailer.housekeeping import Housekeeper
 from mailer.outbox import OutboxWorker, SmtpSender, SmtpTlsError, SmtpUnavailable
 from mailer.queue import MailQueue
 from mailer.scrub import setup_logging
-from mailer.sources import ImapSource, MailFetchError, Pop3Source, SourceError, _Bounded
+from mailer.sources import Source, build_source
 from mailer.spool import Spool
 from mailer.store import Store, conninfo
 from mailer.worker import Worker
@@ -42,7 +42,6 @@ from mailer.worker import Worker
 log = logging.getLogger("mailer")
 
 EXIT_OK, EXIT_CONFIG, EXIT_CONNECTION = 0, 1, 2
-FETCH_ATTEMPTS = 3  # a mail that failed to fetch this often is skipped until a restart
 HTTP_TIMEOUT = 5.0  # seconds an HTTP connection may stay silent
 HTTP_MAX_CONNECTIONS = 64  # beyond this, new connections are closed at once
 
@@ -66,127 +65,6 @@ def _retry(
                 return False
     log.error(f"{what} still unreachable after {attempts} attempts; exiting with code 2")
     return False
-
-
-class Fetcher:
-    """Polls the mailbox and queues our new mails. A mail whose fetch fails FETCH_ATTEMPTS times
-    is skipped from then on (until a restart) and left in the mailbox, so it never blocks the
-    mails behind it; mails not addressed to us are counted and logged once."""
-
-    def __init__(self, cfg: Config, source, queue: MailQueue, store: Store):
-        self.cfg, self.source, self.queue, self.store = cfg, source, queue, store
-        self.last_ok: float | None = None
-        self.fetch_failures: dict[str, int] = {}
-        self.skipped = _Bounded()
-        for counter in (metrics.MAILBOX_FOREIGN, metrics.FETCH_FAILURES, metrics.FETCH_SKIPPED):
-            counter.labels(cfg.profile)  # the series exists (at 0) before the first event
-
-    def known(self, ids: list[str]) -> set[str]:
-        skipped = {i for i in ids if i in self.skipped}
-        rest = [i for i in ids if i not in skipped]
-        return (
-            skipped
-            | self.store.known_source_ids(self.source.name, rest)
-            | self.queue.enqueued(self.source.name, rest)
-        )
-
-    def committed(self, ids: list[str]) -> set[str]:
-        return self.store.known_source_ids(self.source.name, ids)
-
-    def foreign(self, source_id: str) -> None:
-        """A mail left unread: not addressed to this profile (the source reports each once)."""
-        metrics.MAILBOX_FOREIGN.labels(self.cfg.profile).inc()
-        log.info("mail left in the mailbox: not addressed to us", extra={"uid": source_id})
-
-    def fetch_failed(self, exc: MailFetchError) -> None:
-        uid = exc.source_id
-        count = self.fetch_failures.get(uid, 0) + 1
-        metrics.FETCH_FAILURES.labels(self.cfg.profile).inc()
-        if count < FETCH_ATTEMPTS:
-            self.fetch_failures[uid] = count
-            log.warning(
-                "fetching a mail failed; it is tried again",
-                extra={"uid": uid, "attempt": count, "of": FETCH_ATTEMPTS, "error": str(exc)},
-            )
-            return
-        self.fetch_failures.pop(uid, None)
-        self.skipped.add(uid)
-        metrics.FETCH_SKIPPED.labels(self.cfg.profile).inc()
-        log.error(
-            "mail could not be fetched; skipped until the mailer restarts, left in the mailbox, "
-            "recorded as unprocessed",
-            extra={"uid": uid, "attempts": count, "error": str(exc)},
-        )
-        # A row for a person, under an id of its own: stored under the real UID, a partial copy
-        # would count as the mail (and SOURCE_DELETE_AFTER_STORE would delete the original).
-        why = (
-            f"could not be fetched from the mailbox after {count} attempts ({str(exc)[:300]}); "
-            f"it is still there under UID {uid}"
-        )
-        try:
-            self.queue.enqueue(self.source.name, f"{uid}#unfetchable", uid, b"", None, flag=why)
-        except Exception as qexc:  # the queue is down: the log line above stays the record
-            log.warning("could not record the unfetchable mail", extra={"error": str(qexc)})
-
-    def poll_once(self) -> int:
-        added = 0
-        delete = self.committed if self.cfg.delete_after_store else None
-        for mail in self.source.poll(self.known, delete, self.foreign):
-            self.fetch_failures.pop(mail.source_id, None)
-            if self.queue.enqueue(
-                self.source.name, mail.source_id, mail.external_id, mail.raw, mail.spooled
-            ):
-                added += 1
-                log.info(
-                    "email fetched",
-                    extra={
-                        "external_id": mail.external_id,
-                        "bytes": mail.size,
-                        "spooled": mail.spooled is not None,
-                    },
-                )
-        return added
-
-    def run(self, stop: threading.Event) -> None:
-        failures = 0
-        while not stop.is_set():
-            try:
-                self.poll_once()
-                self.last_ok = time.monotonic()
-                metrics.MAILBOX_UP.labels(self.cfg.profile).set(1)
-                failures = 0
-            except MailFetchError as exc:
-                # the mailbox answers; one mail failed: counted, and tried again soon
-                self.fetch_failed(exc)
-                stop.wait(self.cfg.poll_seconds)
-                continue
-            except (
-                SourceError,
-                redis.RedisError,
-                OSError,
-                psycopg.OperationalError,  # e.g. PostgreSQL restarting: expected, no traceback
-                psycopg.InterfaceError,
-            ) as exc:
-                failures += 1
-                metrics.MAILBOX_UP.labels(self.cfg.profile).set(0)
-                log.warning("mailbox poll failed", extra={"error": str(exc), "failures": failures})
-                stop.wait(min(self.cfg.poll_seconds * 2**failures, 60))
-                continue
-            except Exception:
-                failures += 1
-                log.exception("mailbox poll failed unexpectedly")
-                stop.wait(min(self.cfg.poll_seconds * 2**failures, 60))
-                continue
-            with contextlib.suppress(redis.RedisError):
-                metrics.QUEUE_DEPTH.labels(self.cfg.profile).set(self.queue.depth())
-            if isinstance(self.source, ImapSource):
-                try:
-                    self.source.wait(self.cfg.poll_seconds * 12, stop)
-                except SourceError as exc:
-                    log.warning("IDLE failed; polling", extra={"error": str(exc)})
-                    stop.wait(self.cfg.poll_seconds)
-            else:
-                stop.wait(self.cfg.poll_seconds)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -262,27 +140,6 @@ def serve_http(app, port: int, host: str = "0.0.0.0", *, timeout: float = HTTP_T
     return make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=handler)
 
 
-def build_source(cfg: Config, spool: Spool | None = None):
-    kw = dict(
-        security=cfg.source_security,
-        context=cfg.tls_context(),
-        addresses=cfg.addresses,
-        spool=spool,
-    )
-    if cfg.source_kind == "pop3":
-        return Pop3Source(
-            cfg.source_host, cfg.source_port, cfg.source_user, cfg.source_password, **kw
-        )
-    return ImapSource(
-        cfg.source_host,
-        cfg.source_port,
-        cfg.source_user,
-        cfg.source_password,
-        mailbox=cfg.source_mailbox,
-        **kw,
-    )
-
-
 def check_smtp(sender: SmtpSender) -> bool:
     """One connection to the SMTP server at start. An untrusted certificate or a missing
     STARTTLS is fatal (False: exit code 2); a server that is down or a refused login is logged
@@ -328,10 +185,25 @@ def housekeeping_main(env=None) -> int:
 
 
 def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int:
+    """Build, then run: the configuration (exit 1 if wrong), the connections with bounded
+    retries (exit 2 if one stays down), then the threads until SIGTERM (exit 0) or until one
+    of them dies (exit 2, so the container restarts)."""
     import os
 
+    cfg = _configure(os.environ if env is None else env)
+    if cfg is None:
+        return EXIT_CONFIG
+    stop = _stop_on_signals()
+    parts = _connect(cfg, stop, start_attempts, start_delay)
+    if isinstance(parts, int):
+        return parts
+    return _serve(cfg, parts, stop)
+
+
+def _configure(env) -> Config | None:
+    """The configuration, or None after one JSON line naming every problem."""
     try:
-        cfg = load_config(os.environ if env is None else env)
+        cfg = load_config(env)
     except ConfigError as exc:
         print(
             json.dumps(
@@ -345,13 +217,16 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
             file=sys.stderr,
             flush=True,
         )
-        return EXIT_CONFIG
+        return None
     setup_logging(cfg.log_level, cfg.secrets())
     log.info(
         "configuration loaded (secrets read from their files, values not logged)",
         extra={"config": describe(cfg)},
     )
+    return cfg
 
+
+def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -363,7 +238,23 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
 
+
+@dataclass
+class _Parts:
+    """What the threads share, connected and checked."""
+
+    redis: redis.Redis
+    store: Store
+    queue: MailQueue
+    spool: Spool
+    source: Source
+
+
+def _connect(cfg: Config, stop: threading.Event, attempts: int, delay: float) -> _Parts | int:
+    """Redis, PostgreSQL (migrated), the mailbox and the SMTP server, each with bounded
+    retries; then the spool tidied. An exit code when one stays unreachable."""
     r = redis.Redis(
         host=cfg.redis_host,
         port=cfg.redis_port,
@@ -392,10 +283,8 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
         (f"mailbox {source.name}", source.check),
     ]
     for what, fn in checks:
-        if not _retry(what, fn, start_attempts, start_delay, stop):
-            if stop.is_set():
-                return EXIT_OK
-            return EXIT_CONNECTION
+        if not _retry(what, fn, attempts, delay, stop):
+            return EXIT_OK if stop.is_set() else EXIT_CONNECTION
     if not check_smtp(SmtpSender(cfg, timeout=10.0)):
         return EXIT_CONNECTION
     spool.clear_work()
@@ -407,7 +296,11 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
             "clamd not answering yet: mails with attachments wait until it does",
             extra={"clamd": f"{cfg.clamd_host}:{cfg.clamd_port}"},
         )
+    return _Parts(r, store, queue, spool, source)
 
+
+def _serve(cfg: Config, parts: _Parts, stop: threading.Event) -> int:
+    """The four threads and the HTTP server, until SIGTERM or until a thread dies."""
     ollama = (
         classify.OllamaClient(
             cfg.ollama_url, cfg.ollama_model, cfg.ollama_timeout, num_ctx=cfg.ollama_num_ctx
@@ -415,17 +308,18 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
         if cfg.ollama_url
         else None
     )
-    fetcher = Fetcher(cfg, source, queue, store)
-    worker = Worker(cfg, store, queue, ollama, consumer=cfg.worker_id, spool=spool)
-    outbox = OutboxWorker(cfg, store)
-    housekeeper = Housekeeper(cfg, store)
+    fetcher = Fetcher(cfg, parts.source, parts.queue, parts.store)
+    runners = {
+        "fetcher": fetcher.run,
+        "worker": Worker(
+            cfg, parts.store, parts.queue, ollama, consumer=cfg.worker_id, spool=parts.spool
+        ).run,
+        "outbox": OutboxWorker(cfg, parts.store).run,
+        "housekeeping": Housekeeper(cfg, parts.store).run,
+    }
     threads = {
-        "fetcher": threading.Thread(target=fetcher.run, args=(stop,), name="fetcher", daemon=True),
-        "worker": threading.Thread(target=worker.run, args=(stop,), name="worker", daemon=True),
-        "outbox": threading.Thread(target=outbox.run, args=(stop,), name="outbox", daemon=True),
-        "housekeeping": threading.Thread(
-            target=housekeeper.run, args=(stop,), name="housekeeping", daemon=True
-        ),
+        n: threading.Thread(target=fn, args=(stop,), name=n, daemon=True)
+        for n, fn in runners.items()
     }
 
     def alive() -> bool:
@@ -436,14 +330,18 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
             time.monotonic() - fetcher.last_ok < max(cfg.poll_seconds * 30, 120)
         )
         try:
-            redis_ok = bool(r.ping())
+            redis_ok = bool(parts.redis.ping())
         except redis.RedisError:
             redis_ok = False
-        return {"postgres": store.ping(), "redis": redis_ok, "mailbox": recent, "threads": alive()}
+        return {
+            "postgres": parts.store.ping(),
+            "redis": redis_ok,
+            "mailbox": recent,
+            "threads": alive(),
+        }
 
     server = serve_http(make_app(ready, alive), cfg.http_port)
-    http = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    http.start()
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     for t in threads.values():
         t.start()
     metrics.MAILBOX_UP.labels(cfg.profile).set(0)
@@ -451,7 +349,7 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
         "Service running",
         extra={
             "profile": cfg.profile,
-            "source": source.name,
+            "source": parts.source.name,
             "ai": "ollama" if ollama else "rules only",
         },
     )
@@ -462,13 +360,10 @@ def main(env=None, *, start_attempts: int = 30, start_delay: float = 2.0) -> int
             stop.set()
             server.shutdown()
             return EXIT_CONNECTION
-    threads["worker"].join(timeout=60)
-    threads["fetcher"].join(timeout=10)
-    threads["outbox"].join(timeout=10)
-    threads["housekeeping"].join(timeout=10)
+    for name, seconds in (("worker", 60), ("fetcher", 10), ("outbox", 10), ("housekeeping", 10)):
+        threads[name].join(timeout=seconds)  # the worker finishes the mail in hand first
     server.shutdown()
-    if isinstance(source, ImapSource):
-        source.close()
-    store.close()
+    parts.source.close()
+    parts.store.close()
     log.info("stopped cleanly")
     return EXIT_OK
