@@ -348,10 +348,32 @@ def _ollama_url(r: _Reader) -> str | None:
 
 
 def load_config(env: Mapping[str, str]) -> Config:
-    """Build the Config from `env` (usually os.environ); ConfigError lists every problem."""
+    """Build the Config from `env` (usually os.environ); ConfigError lists every problem.
+    Read part by part, in the order the problems are reported."""
     r = _Reader(env)
-
     profile = r.choice("MAILER_PROFILE", PROFILES)
+    addresses = _addresses(r, env)
+    # the dev/test overlay only: lets a password cross the network unencrypted
+    allow_plaintext = r.flag("ALLOW_PLAINTEXT_AUTH", False)
+    fields = {
+        "profile": profile,
+        "addresses": tuple(addresses),
+        **_source(r, allow_plaintext),
+        **_redis(r),
+        **_database(r, profile),
+        **_clamd(r),
+        **_ollama(r),
+        **_smtp(r, allow_plaintext),
+        **_storage(r),
+        **_process(r),
+        "allow_plaintext_auth": allow_plaintext,
+    }
+    if r.problems:
+        raise ConfigError(r.problems)
+    return Config(**fields)
+
+
+def _addresses(r: _Reader, env: Mapping[str, str]) -> list[str]:
     addresses: list[str] = []
     for item in r.required("MAILER_ADDRESSES").split(","):
         if item.strip():
@@ -360,44 +382,66 @@ def load_config(env: Mapping[str, str]) -> Config:
                 addresses.append(address)
     if "MAILER_ADDRESSES" in env and not addresses:
         r.problems.append("MAILER_ADDRESSES lists no address")
+    return addresses
 
-    # the dev/test overlay only: lets a password cross the network unencrypted
-    allow_plaintext = r.flag("ALLOW_PLAINTEXT_AUTH", False)
+
+def _source(r: _Reader, allow_plaintext: bool) -> dict:
     protocol = r.choice("SOURCE_PROTOCOL", tuple(SOURCE_PROTOCOLS))
     if r.raw("SOURCE_PROTOCOL") and SOURCE_PROTOCOLS[protocol][1] == "none" and not allow_plaintext:
         r.problems.append(
             f"SOURCE_PROTOCOL={protocol} sends the mailbox password unencrypted: use {protocol}s "
             f"or {protocol}+starttls (ALLOW_PLAINTEXT_AUTH=1 permits it, for a test stack only)"
         )
-    source_host = r.host("SOURCE_HOST")
-    source_port = r.port("SOURCE_PORT", SOURCE_PROTOCOLS[protocol][2])
-    source_user = r.required("SOURCE_USER")
-    source_password = r.secret("SOURCE_PASSWORD")
-    source_mailbox = r.text("SOURCE_MAILBOX", "INBOX")
-    poll_seconds = r.number("SOURCE_POLL_SECONDS", 5.0, 0.0, 3600.0)
-    delete_after_store = r.flag("SOURCE_DELETE_AFTER_STORE", False)
+    return {
+        "source_protocol": protocol,
+        "source_host": r.host("SOURCE_HOST"),
+        "source_port": r.port("SOURCE_PORT", SOURCE_PROTOCOLS[protocol][2]),
+        "source_user": r.required("SOURCE_USER"),
+        "source_password": r.secret("SOURCE_PASSWORD") or "",
+        "source_mailbox": r.text("SOURCE_MAILBOX", "INBOX"),
+        "poll_seconds": r.number("SOURCE_POLL_SECONDS", 5.0, 0.0, 3600.0),
+        "delete_after_store": r.flag("SOURCE_DELETE_AFTER_STORE", False),
+    }
 
-    redis_host = r.host("REDIS_HOST")
-    redis_port = r.port("REDIS_PORT", 6379)
-    redis_password = r.secret("REDIS_PASSWORD")
-    redis_user = r.text("REDIS_USER", "default")  # the stack gives each profile its own user
 
-    db_host = r.host("DB_HOST")
-    db_port = r.port("DB_PORT", 5432)
-    db_name = r.text("DB_NAME", profile)
-    db_user = r.text("DB_USER", profile)
-    db_password = r.secret("DB_PASSWORD")
-    db_pool_max = r.integer("DB_POOL_MAX", 5, 1, 20)
+def _redis(r: _Reader) -> dict:
+    return {
+        "redis_host": r.host("REDIS_HOST"),
+        "redis_port": r.port("REDIS_PORT", 6379),
+        "redis_password": r.secret("REDIS_PASSWORD") or "",
+        "redis_user": r.text("REDIS_USER", "default"),  # the stack gives each profile its own
+    }
 
-    clamd_host = r.host("CLAMD_HOST")
-    clamd_port = r.port("CLAMD_PORT", 3310)
-    clamd_timeout = r.number("CLAMD_TIMEOUT_SECONDS", 30.0, 0.0, 600.0)
 
-    ollama_url = _ollama_url(r)
-    ollama_model = r.text("OLLAMA_MODEL", "llama3.2:3b")
-    ollama_timeout = r.number("OLLAMA_TIMEOUT_SECONDS", 20.0, 0.0, 600.0)
-    ollama_num_ctx = r.integer("OLLAMA_NUM_CTX", 4096, 512, 131072)
+def _database(r: _Reader, profile: str) -> dict:
+    return {
+        "db_host": r.host("DB_HOST"),
+        "db_port": r.port("DB_PORT", 5432),
+        "db_name": r.text("DB_NAME", profile),
+        "db_user": r.text("DB_USER", profile),
+        "db_password": r.secret("DB_PASSWORD") or "",
+        "db_pool_max": r.integer("DB_POOL_MAX", 5, 1, 20),
+    }
 
+
+def _clamd(r: _Reader) -> dict:
+    return {
+        "clamd_host": r.host("CLAMD_HOST"),
+        "clamd_port": r.port("CLAMD_PORT", 3310),
+        "clamd_timeout": r.number("CLAMD_TIMEOUT_SECONDS", 30.0, 0.0, 600.0),
+    }
+
+
+def _ollama(r: _Reader) -> dict:
+    return {
+        "ollama_url": _ollama_url(r),
+        "ollama_model": r.text("OLLAMA_MODEL", "llama3.2:3b"),
+        "ollama_timeout": r.number("OLLAMA_TIMEOUT_SECONDS", 20.0, 0.0, 600.0),
+        "ollama_num_ctx": r.integer("OLLAMA_NUM_CTX", 4096, 512, 131072),
+    }
+
+
+def _smtp(r: _Reader, allow_plaintext: bool) -> dict:
     smtp_host = r.host("SMTP_HOST")
     smtp_security = r.choice("SMTP_SECURITY", tuple(SMTP_SECURITY), default="none")
     smtp_port = r.port("SMTP_PORT", SMTP_SECURITY[smtp_security])
@@ -410,11 +454,20 @@ def load_config(env: Mapping[str, str]) -> Config:
             "SMTP_SECURITY=none with SMTP_USER set sends the SMTP password unencrypted: use "
             "starttls or tls (ALLOW_PLAINTEXT_AUTH=1 permits it, for a test stack only)"
         )
-    mail_ca_file = _ca_file(r)
-    smtp_from = r.email("SMTP_FROM", r.required("SMTP_FROM"))
-    staff_address = r.email("STAFF_ADDRESS", r.required("STAFF_ADDRESS"))
-    send_acknowledgement = r.flag("SEND_ACKNOWLEDGEMENT", True)
+    return {
+        "smtp_host": smtp_host,
+        "smtp_port": smtp_port,
+        "smtp_security": smtp_security,
+        "smtp_user": smtp_user,
+        "smtp_password": smtp_password,
+        "mail_ca_file": _ca_file(r),
+        "smtp_from": r.email("SMTP_FROM", r.required("SMTP_FROM")),
+        "staff_address": r.email("STAFF_ADDRESS", r.required("STAFF_ADDRESS")),
+        "send_acknowledgement": r.flag("SEND_ACKNOWLEDGEMENT", True),
+    }
 
+
+def _storage(r: _Reader) -> dict:
     data_dir = Path(r.text("DATA_DIR", "/app/data"))
     if not data_dir.is_absolute():
         r.problems.append(f"DATA_DIR={str(data_dir)!r} must be an absolute path")
@@ -423,64 +476,25 @@ def load_config(env: Mapping[str, str]) -> Config:
     spool_threshold_mb = r.integer("MAIL_SPOOL_THRESHOLD_MB", 4, 1, 1024)
     # housekeeping (M7): quarantined files are deleted after this many days (their records stay);
     # stored attachments only when a retention is set, i.e. where an archive keeps them (A6)
-    quarantine_retention_days = r.integer("QUARANTINE_RETENTION_DAYS", 30, 1, 3650)
-    attachment_retention_days = r.integer("ATTACHMENT_LOCAL_RETENTION_DAYS", 0, 0, 3650)
-    housekeeping_at = r.text("HOUSEKEEPING_AT", "02:00")
-    if not _HH_MM.fullmatch(housekeeping_at):
-        r.problems.append(f"HOUSEKEEPING_AT={housekeeping_at!r} is not a time HH:MM (UTC)")
+    fields = {
+        "data_dir": data_dir,
+        "max_attachment_bytes": max_attachment_mb * 1024 * 1024,
+        "spool_threshold_bytes": spool_threshold_mb * 1024 * 1024,
+        "quarantine_retention_days": r.integer("QUARANTINE_RETENTION_DAYS", 30, 1, 3650),
+        "attachment_retention_days": r.integer("ATTACHMENT_LOCAL_RETENTION_DAYS", 0, 0, 3650),
+        "housekeeping_at": r.text("HOUSEKEEPING_AT", "02:00"),
+    }
+    if not _HH_MM.fullmatch(fields["housekeeping_at"]):
+        r.problems.append(
+            f"HOUSEKEEPING_AT={fields['housekeeping_at']!r} is not a time HH:MM (UTC)"
+        )
+    return fields
+
+
+def _process(r: _Reader) -> dict:
     http_port = r.port("HTTP_PORT", 8000)
     log_level = r.choice("LOG_LEVEL", tuple(x.lower() for x in LOG_LEVELS), "info").upper()
     worker_id = r.text("WORKER_ID", socket.gethostname() or "worker")
     if not _WORKER_ID.fullmatch(worker_id):
         r.problems.append(f"WORKER_ID={worker_id!r} may only use letters, digits and ._@:-")
-
-    if r.problems:
-        raise ConfigError(r.problems)
-    return Config(
-        profile=profile,
-        addresses=tuple(addresses),
-        source_protocol=protocol,
-        source_host=source_host,
-        source_port=source_port,
-        source_user=source_user,
-        source_password=source_password or "",
-        source_mailbox=source_mailbox,
-        poll_seconds=poll_seconds,
-        delete_after_store=delete_after_store,
-        redis_host=redis_host,
-        redis_port=redis_port,
-        redis_password=redis_password or "",
-        redis_user=redis_user,
-        db_host=db_host,
-        db_port=db_port,
-        db_name=db_name,
-        db_user=db_user,
-        db_password=db_password or "",
-        db_pool_max=db_pool_max,
-        clamd_host=clamd_host,
-        clamd_port=clamd_port,
-        clamd_timeout=clamd_timeout,
-        ollama_url=ollama_url,
-        ollama_model=ollama_model,
-        ollama_timeout=ollama_timeout,
-        ollama_num_ctx=ollama_num_ctx,
-        smtp_host=smtp_host,
-        smtp_port=smtp_port,
-        smtp_security=smtp_security,
-        smtp_user=smtp_user,
-        smtp_password=smtp_password,
-        smtp_from=smtp_from,
-        staff_address=staff_address,
-        send_acknowledgement=send_acknowledgement,
-        data_dir=data_dir,
-        max_attachment_bytes=max_attachment_mb * 1024 * 1024,
-        spool_threshold_bytes=spool_threshold_mb * 1024 * 1024,
-        quarantine_retention_days=quarantine_retention_days,
-        attachment_retention_days=attachment_retention_days,
-        housekeeping_at=housekeeping_at,
-        http_port=http_port,
-        log_level=log_level,
-        worker_id=worker_id,
-        allow_plaintext_auth=allow_plaintext,
-        mail_ca_file=mail_ca_file,
-    )
+    return {"http_port": http_port, "log_level": log_level, "worker_id": worker_id}
