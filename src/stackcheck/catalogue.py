@@ -17,10 +17,6 @@ class Requirement:
     text: str
 
 
-class UnknownRequirement(ValueError):
-    """A test cites an ID the catalogue does not have."""
-
-
 class Catalogue:
     """Ordered requirement IDs with their group heading and text."""
 
@@ -62,13 +58,3 @@ class Catalogue:
 
     def ids(self) -> list[str]:
         return list(self._by_id)
-
-    def check(self, ids: list[str] | tuple[str, ...], where: str) -> None:
-        """Raise UnknownRequirement naming every ID of `ids` the catalogue lacks."""
-        unknown = [rid for rid in ids if rid not in self._by_id]
-        if unknown:
-            raise UnknownRequirement(
-                f"{where}: unknown requirement ID(s) {', '.join(map(repr, unknown))}; "
-                f"the catalogue (docs/REQUIREMENTS.md) has {len(self)} IDs, e.g. "
-                f"{', '.join(self.ids()[:5])}"
-            )

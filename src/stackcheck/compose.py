@@ -47,17 +47,6 @@ def parse_port_output(output: str) -> list[PublishedPort]:
     return ports
 
 
-def parse_ps_output(output: str) -> list[dict]:
-    """Parse `docker compose ps --format json`: a JSON array (Compose < 2.21) or one object per
-    line (newer)."""
-    output = output.strip()
-    if not output:
-        return []
-    if output.startswith("["):
-        return list(json.loads(output))
-    return [json.loads(line) for line in output.splitlines() if line.strip()]
-
-
 @dataclass
 class Compose:
     project: str
@@ -143,10 +132,6 @@ class Compose:
     def services(self) -> list[str]:
         """Services the compose files define (including those of inactive profiles: no)."""
         return self.run("config", "--services").stdout.split()
-
-    def ps(self, *, all: bool = True) -> list[dict]:
-        args = ["ps", "--format", "json"] + (["--all"] if all else [])
-        return parse_ps_output(self.run(*args).stdout)
 
     def port(self, service: str, container_port: int, protocol: str = "tcp") -> list[PublishedPort]:
         out = self.run("port", "--protocol", protocol, service, str(container_port), check=False)

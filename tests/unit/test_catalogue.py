@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from stackcheck.catalogue import Catalogue, Requirement, UnknownRequirement
+from stackcheck.catalogue import Catalogue, Requirement
 
 pytestmark = pytest.mark.unit
 
@@ -108,21 +108,3 @@ def test_duplicate_id_raises_naming_it():
     with pytest.raises(ValueError, match="A1") as info:
         Catalogue.parse(text)
     assert "B2" not in str(info.value)
-
-
-def test_check_accepts_known_ids(catalogue):
-    catalogue.check(["T1", "SLA-DB2"], "tests/x.py::test_y")  # no exception
-
-
-def test_check_names_every_unknown_id(catalogue):
-    with pytest.raises(UnknownRequirement) as info:
-        catalogue.check(["T1", "T99", "SLA-ZZ1"], "tests/x.py::test_y")
-    msg = str(info.value)
-    assert "'T99'" in msg
-    assert "'SLA-ZZ1'" in msg
-    assert "'T1'" not in msg
-    assert "tests/x.py::test_y" in msg
-
-
-def test_unknown_requirement_is_a_value_error():
-    assert issubclass(UnknownRequirement, ValueError)

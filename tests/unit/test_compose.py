@@ -1,11 +1,10 @@
-"""stackcheck.compose: parsing `docker compose port` and `ps` output, and the argv it runs."""
+"""stackcheck.compose: parsing `docker compose port` output, and the argv it runs."""
 
-import json
 from pathlib import Path
 
 import pytest
 
-from stackcheck.compose import Compose, PublishedPort, parse_port_output, parse_ps_output
+from stackcheck.compose import Compose, PublishedPort, parse_port_output
 
 pytestmark = pytest.mark.unit
 
@@ -59,36 +58,6 @@ def test_parse_port_empty(output):
 def test_parse_port_garbage_raises(garbage):
     with pytest.raises(ValueError, match="unexpected `compose port` output"):
         parse_port_output(garbage)
-
-
-# --- parse_ps_output ----------------------------------------------------------------------
-PS = [
-    {"Service": "postgres", "State": "running", "Health": "healthy"},
-    {"Service": "redis", "State": "exited", "Health": ""},
-]
-
-
-def test_parse_ps_json_array():
-    assert parse_ps_output(json.dumps(PS)) == PS
-
-
-def test_parse_ps_json_array_pretty_printed():
-    assert parse_ps_output("\n" + json.dumps(PS, indent=2) + "\n") == PS
-
-
-def test_parse_ps_newline_delimited():
-    out = "\n".join(json.dumps(o) for o in PS) + "\n\n"
-    assert parse_ps_output(out) == PS
-
-
-@pytest.mark.parametrize("out", ["", "   \n", "[]"])
-def test_parse_ps_empty(out):
-    assert parse_ps_output(out) == []
-
-
-def test_parse_ps_bad_json_raises():
-    with pytest.raises(json.JSONDecodeError):
-        parse_ps_output("{not json}")
 
 
 # --- Compose.argv -------------------------------------------------------------------------
