@@ -50,6 +50,7 @@ DATA_VOLUME = f"{PREFIX}-data"
 PROJECT = PREFIX
 OVERRIDE = "compose.legacy-engine.yml"
 ENGINE_MIN_MAJOR = 25  # the first engine with health-check start_interval (as in ./run)
+BASE_IMAGE = "debian:bookworm-slim"  # setup's local offline base
 INNER_RUN = "/run/stackcheck-legacy"  # where the inner engine also puts its socket
 
 # Built from stdin (no context): Debian 12's docker.io on the project's Debian base. The RUN line
@@ -213,6 +214,7 @@ class CheckResult:
     cold_up_ok: bool = False
     services: list[ServiceStart] = field(default_factory=list)
     infra: dict = field(default_factory=dict)
+    markers: str = "infra"
     infra_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -234,7 +236,7 @@ class CheckResult:
     def to_json(self) -> dict:
         data = asdict(self)
         for s, d in zip(self.services, data["services"], strict=True):
-            d["healthy_after"] = s.healthy_after
+            d["healthy_after"] = None if s.healthy_after is None else round(s.healthy_after, 1)
         data["ok"] = self.ok
         data["all_healthy"] = self.all_healthy
         return data
@@ -259,7 +261,7 @@ class CheckResult:
         if self.infra:
             i = self.infra
             out.append(
-                f"pytest -m infra on it: {i['passed']} passed, {i['failed']} failed, "
+                f"pytest -m '{self.markers}' on it: {i['passed']} passed, {i['failed']} failed, "
                 f"{i['errors']} errors, {i['skipped']} skipped in {self.infra_s:.0f} s"
             )
             out += [f"  FAILED {t}" for t in i.get("failed_tests", [])]
@@ -360,6 +362,9 @@ class LegacyEngine:
             raise LegacyEngineError(
                 f"the host engine lacks {', '.join(missing)}: run ./run setup first"
             )
+        # setup's offline base: the suite's throwaway containers use it (its layers are shared)
+        if not self.host("image", "inspect", BASE_IMAGE, check=False).returncode:
+            imgs.append(BASE_IMAGE)
         return imgs
 
     def start(self, storage_driver: str) -> str:
@@ -441,14 +446,14 @@ class LegacyEngine:
         data = json.loads(self.inner("inspect", *[i.decode() for i in ids]).stdout)
         return [service_start(c, t0) for c in data]
 
-    def infra(self, cap: float) -> tuple[dict, float, Path]:
+    def infra(self, cap: float, markers: str = "infra") -> tuple[dict, float, Path]:
         """`pytest -m infra` in the engine container's network namespace (its 127.0.0.1)."""
         reports = self.work / "reports"
         reports.mkdir()
         env = self.inner_env(STACKCHECK_STACK="reuse", STACKCHECK_WORKERS="0")
         argv = [
             "nsenter", "-t", str(self.pid()), "-n", "--",
-            sys.executable, "-m", "pytest", f"--rootdir={self.root}", "-m", "infra",
+            sys.executable, "-m", "pytest", f"--rootdir={self.root}", "-m", markers,
             "-p", "no:cacheprovider", "-q", f"--stack-dir={self.copy}",
             f"--evidence-dir={reports}", f"--html={reports}/report.html",
             f"--junitxml={reports}/junit.xml",
@@ -483,6 +488,7 @@ def check(
     *,
     timeout: float = 1800,
     infra: bool = True,
+    markers: str = "infra",
     storage_driver: str = "overlay2",
     reports: Path | None = None,
     say: Callable[[str], None] = print,
@@ -539,8 +545,9 @@ def check(
             if os.geteuid() != 0:
                 result.notes.append("pytest -m infra not run: nsenter into the netns needs root")
             else:
-                say("pytest -m infra against it (in the engine container's network namespace)")
-                result.infra, result.infra_s, _ = engine.infra(cap=900)
+                say(f"pytest -m '{markers}' against it (in the engine container's netns)")
+                result.markers = markers
+                result.infra, result.infra_s, _ = engine.infra(cap=1200, markers=markers)
         return result
     finally:
         say(f"tearing down {CONTAINER} and {DATA_VOLUME}")
@@ -554,6 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--root", type=Path, default=Path.cwd(), help="the checkout (default: .)")
     c.add_argument("--timeout", type=float, default=1800, help="budget for everything, s")
     c.add_argument("--no-infra", action="store_true", help="skip pytest -m infra")
+    c.add_argument("-m", dest="markers", default="infra", help="the suite's tests to run there")
     c.add_argument("--storage-driver", default="overlay2", help="the inner engine's (or vfs)")
     c.add_argument("--json", type=Path, help="write the figures there as JSON")
     c.add_argument("--reports", type=Path, help="keep the infra run's reports there")
@@ -568,6 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.root.resolve(),
             timeout=args.timeout,
             infra=not args.no_infra,
+            markers=args.markers,
             storage_driver=args.storage_driver,
             reports=args.reports,
             say=say,
