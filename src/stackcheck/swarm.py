@@ -556,7 +556,28 @@ def wait_healthy(ns: str, timeout: float, say) -> float:
             last = now
         if took > timeout:
             raise SwarmError(f"not healthy within {timeout:g} s: {now}")
+        given_up = [svc for svc in bad if _gave_up(ns, svc)]
+        if given_up:  # restart_policy's max_attempts spent: waiting longer changes nothing
+            raise SwarmError(
+                f"{', '.join(given_up)} failed {RESTARTS_BEFORE_GIVING_UP} times and Swarm "
+                f"gave up (max_attempts); `docker service logs {ns}_{given_up[0]}` says why"
+            )
         time.sleep(2)
+
+
+RESTARTS_BEFORE_GIVING_UP = 4  # the first start and compose.swarm.yml's max_attempts: 3
+
+
+def _gave_up(ns: str, service: str) -> bool:
+    """True when the service has no task that is running or about to run, and its failed tasks
+    reached the first start plus max_attempts."""
+    states = docker(
+        "service", "ps", f"{ns}_{service}", "--format", "{{.DesiredState}} {{.CurrentState}}",
+        check=False,
+    ).stdout.splitlines()  # fmt: skip
+    alive = [s for s in states if s.startswith(("Running", "Ready"))]
+    failed = [s for s in states if " Failed" in f" {s.split(' ', 1)[-1]}"]
+    return not alive and len(failed) >= RESTARTS_BEFORE_GIVING_UP
 
 
 def deploy(stack_dir: Path, *, timeout: float = 600, say=print) -> float:

@@ -175,3 +175,12 @@ def test_swarm_mode_uses_the_namespace_and_the_overlay(tmp_path):
 )
 def test_which_tests_skip_on_swarm(nodeid, impact, skips):
     assert (swarm_plugin.reason_on_swarm(nodeid, impact) is not None) is skips
+
+
+def test_every_test_named_not_on_swarm_exists():
+    """A renamed test must not leave a stale entry behind (it would silently run on Swarm)."""
+    root = DOCS.parents[1]
+    for nodeid in swarm_plugin.NOT_ON_SWARM:
+        path, _, name = nodeid.partition("::")
+        func = name.split("[")[0]
+        assert f"def {func}(" in (root / path).read_text(encoding="utf-8"), nodeid
