@@ -183,7 +183,7 @@ def test_the_report_and_setup_sentence_carry_the_measured_figures():
     text = "\n".join(r.lines())
     assert "20.10.24" in text and "103.5 s" in text and "35 passed" in text
     sentence = le.cost_sentence(r)
-    assert "~104 s" in sentence and "n8n needs a 2nd interval" in sentence
+    assert "~100 s instead of ~35-60 s" in sentence and "Engine 20.10.24:" in sentence
     assert "compose.legacy-engine.yml" in sentence
     data = r.to_json()
     assert data["ok"] and data["services"][1]["healthy_after"] == pytest.approx(62.4)
