@@ -20,7 +20,7 @@ import pytest
 from stackcheck import parallel
 from stackcheck.catalogue import Catalogue
 from stackcheck.evidence import Evidence
-from stackcheck.mode import Mode, ModeError, resolve, select_mode
+from stackcheck.mode import Mode, ModeError, StackConfig, resolve, select_mode
 from stackcheck.stack import Stack, StackError
 from stackcheck.thresholds import Threshold, ThresholdError
 from stackcheck.thresholds import load as load_thresholds
@@ -247,17 +247,22 @@ def _progress(config: pytest.Config):
     return say
 
 
+def _stack_config(config: pytest.Config) -> StackConfig:
+    """The options, the environment and stack/.env as one StackConfig (mode.resolve)."""
+    opt = config.option
+    return resolve(
+        option_mode=opt.stackcheck_mode,
+        option_teardown=opt.stackcheck_teardown,
+        env=os.environ,
+        stack_dir=_path(config, opt.stackcheck_stack_dir),
+    )
+
+
 @pytest.fixture(scope="session")
 def stack(pytestconfig: pytest.Config) -> Stack:
     """The stack under test, healthy, as the --stack mode says."""
-    opt = pytestconfig.option
     try:
-        cfg = resolve(
-            option_mode=opt.stackcheck_mode,
-            option_teardown=opt.stackcheck_teardown,
-            env=os.environ,
-            stack_dir=_path(pytestconfig, opt.stackcheck_stack_dir),
-        )
+        cfg = _stack_config(pytestconfig)
     except ModeError as exc:
         raise pytest.UsageError(str(exc)) from exc
     if cfg.mode is not Mode.EXTERNAL and not (cfg.stack_dir / ".env").is_file():
@@ -587,14 +592,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
 
 def _controller_teardown(config: pytest.Config) -> None:
     """--stack-teardown under xdist: once, after every worker has finished."""
-    opt = config.option
     try:
-        cfg = resolve(
-            option_mode=opt.stackcheck_mode,
-            option_teardown=opt.stackcheck_teardown,
-            env=os.environ,
-            stack_dir=_path(config, opt.stackcheck_stack_dir),
-        )
+        cfg = _stack_config(config)
     except ModeError:
         return
     if cfg.teardown:

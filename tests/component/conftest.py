@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,17 @@ def _tail(log: Path) -> str:
         return log.read_text(errors="replace")[-1500:]
     except OSError:
         return "(no log)"
+
+
+@contextmanager
+def _serving(cmd: list[str], port: int, what: str, log: Path) -> Iterator[None]:
+    """Run a server process until the block ends; its output in `log`."""
+    proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    try:
+        _wait_port(port, proc, what, log)
+        yield
+    finally:
+        _stop(proc)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -111,16 +123,9 @@ def local_postgres(workdir: Path) -> Iterator[Server]:
     )  # fmt: skip
     port = free_port()
     opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
-    proc = subprocess.Popen(
-        [*as_user, _pg_bin("postgres") or "postgres", "-D", str(data), *opts.split()],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_port(port, proc, "postgres", log)
+    cmd = [*as_user, _pg_bin("postgres") or "postgres", "-D", str(data), *opts.split()]
+    with _serving(cmd, port, "postgres", log):
         yield Server("127.0.0.1", port, password)
-    finally:
-        _stop(proc)
 
 
 # --- Redis -----------------------------------------------------------------------------------
@@ -130,16 +135,10 @@ def local_redis(workdir: Path) -> Iterator[Server]:
     if not exe:
         pytest.skip("needs redis-server (Debian: redis-server)")
     port, password, log = free_port(), secrets.token_hex(12), workdir / "redis.log"
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--requirepass", password, "--dir", str(workdir)],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        _wait_port(port, proc, "redis-server", log)
+    cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--requirepass", password, "--dir", str(workdir)]  # fmt: skip
+    with _serving(cmd, port, "redis-server", log):
         yield Server("127.0.0.1", port, password)
-    finally:
-        _stop(proc)
 
 
 # --- clamd -----------------------------------------------------------------------------------
@@ -172,11 +171,5 @@ def local_clamd(workdir: Path) -> Iterator[Server]:
         )
         + "\n"
     )
-    proc = subprocess.Popen(
-        [exe, "--config-file", str(conf)], stdout=log.open("ab"), stderr=subprocess.STDOUT
-    )
-    try:
-        _wait_port(port, proc, "clamd", log)
+    with _serving([exe, "--config-file", str(conf)], port, "clamd", log):
         yield Server("127.0.0.1", port)
-    finally:
-        _stop(proc)

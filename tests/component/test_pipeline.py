@@ -59,18 +59,22 @@ class Mailbox:
                 yield Fetched(uid, uid, raw, len(raw))
 
 
+def _admin(server) -> psycopg.Connection:
+    return psycopg.connect(
+        host=server.host,
+        port=server.port,
+        user="postgres",
+        password=server.password,
+        dbname="postgres",
+        autocommit=True,
+    )
+
+
 @pytest.fixture(scope="session")
 def praxis_role(local_postgres):
     """The profile's role, as the stack's init script makes it (owner of its database)."""
     password = "component-test-password"
-    with psycopg.connect(
-        host=local_postgres.host,
-        port=local_postgres.port,
-        user="postgres",
-        password=local_postgres.password,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
+    with _admin(local_postgres) as conn:
         conn.execute(f"CREATE ROLE {PROFILE} LOGIN PASSWORD '{password}'")
     return password
 
@@ -79,14 +83,7 @@ def praxis_role(local_postgres):
 def cfg(tmp_path, local_postgres, local_redis, local_clamd, praxis_role):
     """A fresh database and an empty Redis per test; the configuration as the mailer reads it."""
     dbname = f"{PROFILE}_{next(_db_serial)}"
-    with psycopg.connect(
-        host=local_postgres.host,
-        port=local_postgres.port,
-        user="postgres",
-        password=local_postgres.password,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
+    with _admin(local_postgres) as conn:
         conn.execute(f"CREATE DATABASE {dbname} OWNER {PROFILE}")
     redis.Redis(
         host=local_redis.host, port=local_redis.port, password=local_redis.password
