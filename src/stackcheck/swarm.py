@@ -71,6 +71,8 @@ TRANSLATIONS: dict[str, str] = {
     "ports": "nothing published by Swarm (ingress and host mode bind every address, never "
     "127.0.0.1): the loopback gateway publishes each on 127.0.0.1 (S4)",
     "container_name": "Swarm names task containers itself",
+    "expose": "deprecated for `docker stack deploy` (it warns): on an overlay every port of a "
+    "task is reachable by the services on that network, as on compose's bridges",
     "profiles": "profiles are applied by the render (only active services are deployed)",
 }
 
