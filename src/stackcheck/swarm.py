@@ -582,6 +582,23 @@ def _gave_up(ns: str, service: str) -> bool:
     return not alive and len(failed) >= RESTARTS_BEFORE_GIVING_UP
 
 
+def prune_secrets(ns: str, say) -> list[str]:
+    """Remove every older version of a secret that no service of the stack mounts any more (a
+    rotation keeps the one PostgreSQL still mounts; the next deploy moves PostgreSQL on)."""
+    names = secret_names()
+    latest = latest_versions(names)
+    in_use = {r["SecretName"] for svc in services_of(ns) for r in service_secrets(ns, svc)}
+    removed = []
+    for full in names:
+        m = _VERSIONED.match(full)
+        old = m and int(m["version"]) < latest[m["name"]] and full not in in_use
+        if old and docker("secret", "rm", full, check=False).returncode == 0:
+            removed.append(full)
+    if removed:
+        say(f"secrets: removed versions no service mounts any more: {', '.join(removed)}")
+    return removed
+
+
 def deploy(stack_dir: Path, *, timeout: float = 600, say=print) -> float:
     """Swarm, secrets, images, `docker stack deploy`, gateway; wait until all healthy."""
     ns = namespace()
@@ -609,6 +626,7 @@ def deploy(stack_dir: Path, *, timeout: float = 600, say=print) -> float:
             say(f"  {line.strip()}")
     start_gateway(model, stack_file, ns, say)
     took = wait_healthy(ns, timeout, say)
+    prune_secrets(ns, say)
     total = time.monotonic() - t0
     say(f"swarm stack {ns}: every service healthy {took:.1f} s after deploy ({total:.1f} s in all)")
     return total
