@@ -1,6 +1,8 @@
 """Hardening proven on the running containers, not only in the YAML (S1, S2, S4, S5, S9, H2, H5).
 
 Parametrised per service of the running stack, so a new service is checked without a new test.
+What is inside a container (PID 1's status, file modes, a write attempt) is read through
+testinfra's docker backend (`docker exec ... /bin/sh -c`), what Docker decided from its inspect.
 """
 
 import json
@@ -9,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import testinfra
 
 from stackcheck.compose import Compose
 from stackcheck.waits import wait_for
@@ -26,12 +29,25 @@ def services(stack):
     return found
 
 
+def inside(svc) -> testinfra.host.Host:
+    """The service's container as a testinfra host."""
+    return testinfra.get_host(f"docker://{svc.container.id}")
+
+
+def pid1_status(svc, field: str) -> str:
+    """A field of PID 1's /proc status (Uid: real, effective, ...; CapEff: ...)."""
+    for line in inside(svc).file("/proc/1/status").content_string.splitlines():
+        if line.startswith(f"{field}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"{svc.name}: no {field} in /proc/1/status")
+
+
 @pytest.mark.req("S2")
 def test_no_service_runs_as_root(services, sla):
     offenders = {}
     for name, svc in services.items():
         configured = svc.container.attrs["Config"].get("User") or "root"
-        uid = svc.exec(["sh", "-c", "cat /proc/1/status | awk '/^Uid:/ {print $3}'"]).output.strip()
+        uid = pid1_status(svc, "Uid").split()[1]  # effective
         if configured in {"", "root", "0", "0:0"} or uid == "0":
             offenders[name] = f"configured {configured!r}, PID 1 effective uid {uid}"
     sla.record(
@@ -64,9 +80,9 @@ def test_root_filesystems_are_read_only(services, sla):
     writable = {}
     for name, svc in services.items():
         declared = svc.container.attrs["HostConfig"].get("ReadonlyRootfs", False)
-        probe = svc.exec(["sh", "-c", "touch /.stackcheck-probe 2>&1; echo rc=$?"]).output
-        if not declared or "rc=0" in probe:
-            writable[name] = f"ReadonlyRootfs={declared}, write to / -> {probe.strip()}"
+        probe = inside(svc).run("touch /.stackcheck-probe")
+        if not declared or probe.rc == 0:
+            writable[name] = f"ReadonlyRootfs={declared}, write to / -> rc {probe.rc}"
     sla.record(
         "S5",
         f"{len(services) - len(writable)}/{len(services)} read-only root filesystems",
@@ -80,9 +96,7 @@ def test_capabilities_dropped_and_no_new_privileges(services, sla):
     bad = {}
     for name, svc in services.items():
         host = svc.container.attrs["HostConfig"]
-        cap_eff = svc.exec(
-            ["sh", "-c", "awk '/^CapEff:/ {print $2}' /proc/1/status"]
-        ).output.strip()
+        cap_eff = pid1_status(svc, "CapEff")
         nnp = any(o.startswith("no-new-privileges") for o in host.get("SecurityOpt") or [])
         if "ALL" not in (host.get("CapDrop") or []) or not nnp or cap_eff != CAP_EFF_NONE:
             bad[name] = (
@@ -151,11 +165,13 @@ PUBLIC = {"/run/secrets/mail_ca_cert": "444"}
 def test_secret_files_are_mode_0400(services):
     wrong = {}
     for name, svc in services.items():
-        out = svc.exec(
-            ["sh", "-c", 'for f in /run/secrets/*; do [ -e "$f" ] && stat -c \'%a %n\' "$f"; done']
-        ).output
-        for line in out.splitlines():
-            mode, path = line.split(" ", 1)
+        host = inside(svc)
+        secrets_dir = host.file("/run/secrets")
+        if not secrets_dir.is_directory:
+            continue
+        for entry in secrets_dir.listdir():
+            path = f"/run/secrets/{entry}"
+            mode = f"{host.file(path).mode:o}"
             if mode != PUBLIC.get(path, "400"):
                 wrong[f"{name}:{path}"] = mode
     assert not wrong, f"secret files not mode 0400: {wrong}"
