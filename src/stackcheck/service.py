@@ -189,6 +189,23 @@ class SwarmService(Service):
         filters = {"desired-state": desired} if desired else None
         return svc.tasks(filters=filters)
 
+    def _elsewhere(self) -> bool:
+        """No task container runs on this engine, but a task of the service runs on a node."""
+        if any(c.status == "running" for c in self.containers()):
+            return False
+        return any((t.get("Status") or {}).get("State") == "running" for t in self.tasks())
+
+    def state(self) -> str:
+        """The local task container's state; for a task on another node (no running container
+        here), the swarm's task state."""
+        return "running" if self._elsewhere() else super().state()
+
+    def health(self) -> str:
+        """As Service.health; for a task on another node: Swarm reports a task with a health
+        check `running` only after its check passed, and replaces it when it turns unhealthy,
+        so a running task there is a healthy one (T1 in Swarm terms)."""
+        return "healthy" if self._elsewhere() else super().health()
+
     def published(self, container_port: int, protocol: str = "tcp") -> list[PublishedPort]:
         from stackcheck.swarm import GATEWAY_LABEL, GATEWAY_PORT_LABEL
 

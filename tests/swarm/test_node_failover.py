@@ -126,6 +126,8 @@ def test_worker_lost_mid_burst_mailer_rescheduled_on_the_manager(
     t0 = time.monotonic()
     sh("service", "update", "--detach=false", "--quiet", "--force", f"{ns}_{SERVICE}", timeout=300)
     assert node_of_running_task(ns) == WORKER, f"{SERVICE} was not placed on the worker"
+    on_worker = stack.service(SERVICE)  # T1 across nodes: no container here, its task there
+    assert (on_worker.state(), on_worker.health()) == ("running", "healthy")
     moved = time.monotonic() - t0
     ollama.control(delay_s=0.3)
     try:

@@ -184,3 +184,52 @@ def test_every_test_named_not_on_swarm_exists():
         path, _, name = nodeid.partition("::")
         func = name.split("[")[0]
         assert f"def {func}(" in (root / path).read_text(encoding="utf-8"), nodeid
+
+
+class _FakeDocker:
+    def __init__(self, containers, task_states):
+        self._containers, self._tasks = containers, task_states
+        self.containers = self
+        self.services = self
+
+    def list(self, **kw):
+        return list(self._containers)
+
+    def get(self, name):
+        return self
+
+    def tasks(self, filters=None):
+        return [{"Status": {"State": s}} for s in self._tasks]
+
+
+def _swarm_service(containers, task_states):
+    from types import SimpleNamespace
+
+    from stackcheck.service import ServiceError, SwarmService
+
+    stack = SimpleNamespace(
+        docker=_FakeDocker(containers, task_states),
+        config=SimpleNamespace(project="stackcheck-swarm"),
+    )
+    return SwarmService(stack, "ecom-mailer"), ServiceError
+
+
+def test_a_task_running_on_another_node_counts_as_running_and_healthy():
+    """T1 across nodes: no container on this engine, but a running task elsewhere (Swarm marks a
+    task with a health check running only once it is healthy)."""
+    svc, _ = _swarm_service([], ["running"])
+    assert (svc.state(), svc.health()) == ("running", "healthy")
+
+
+def test_an_exited_local_container_does_not_hide_the_task_on_another_node():
+    from types import SimpleNamespace
+
+    exited = SimpleNamespace(status="exited", attrs={"State": {"Status": "exited"}})
+    svc, _ = _swarm_service([exited], ["running"])
+    assert (svc.state(), svc.health()) == ("running", "healthy")
+
+
+def test_a_service_without_a_running_task_anywhere_is_missing():
+    svc, service_error = _swarm_service([], ["starting"])
+    with pytest.raises(service_error, match="no task container"):
+        svc.health()
