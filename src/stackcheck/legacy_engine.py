@@ -323,6 +323,10 @@ class LegacyEngine:
         self.run_dir = self.work / "run"
         self.copy = self.work / "stack"
         self.socket = self.run_dir / "docker.sock"
+        # the inner suite's tmp_path files (a test's throwaway secret) must be visible to the inner
+        # engine at the same path, as the host's /tmp is to the host's engine; pytest recreates
+        # --basetemp itself, so its parent is what is mounted
+        self.tmp = self.work / "tmp"
         self.host_dotenv = read_env_file(self.stack / ".env")
 
     # the host engine (the caller's DOCKER_HOST or the default)
@@ -375,6 +379,7 @@ class LegacyEngine:
             self.say(f"building {tag} (Debian 12 docker.io on debian:bookworm-slim)")
             self.host("build", "-q", "-t", tag, "-", cap=900, input=DOCKERFILE.encode())
         self.run_dir.mkdir()
+        self.tmp.mkdir()
         # the stack as setup leaves it (secrets' owners and modes kept: cp -a), read-only inside
         run(["cp", "-a", str(self.stack), str(self.copy)], timeout=self.deadline.left(60))
         (self.copy / ".env").unlink(missing_ok=True)
@@ -384,6 +389,7 @@ class LegacyEngine:
             "-v", f"{DATA_VOLUME}:/var/lib/docker",
             "-v", f"{self.run_dir}:{INNER_RUN}",
             "-v", f"{self.copy}:{self.copy}:ro",
+            "-v", f"{self.tmp}:{self.tmp}",
             tag, f"--storage-driver={storage_driver}",
             "-H", "unix:///var/run/docker.sock", "-H", f"unix://{INNER_RUN}/docker.sock",
         )  # fmt: skip
@@ -457,7 +463,7 @@ class LegacyEngine:
             sys.executable, "-m", "pytest", f"--rootdir={self.root}", "-m", markers,
             "-p", "no:cacheprovider", "-q", f"--stack-dir={self.copy}",
             f"--evidence-dir={reports}", f"--html={reports}/report.html",
-            f"--junitxml={reports}/junit.xml",
+            f"--junitxml={reports}/junit.xml", f"--basetemp={self.tmp}/pytest",
         ]  # fmt: skip
         t0 = time.monotonic()
         proc = run(argv, timeout=self.deadline.left(cap), env=env, cwd=self.root, check=False)
