@@ -39,7 +39,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from stackcheck.mode import read_env_file
@@ -534,7 +534,7 @@ def check(
 
         say(f"cold `up --wait` with {OVERRIDE} (health checks every 30 s)")
         files = stack_files(engine.host_dotenv, legacy=True)
-        t0 = datetime.now(timezone.utc)  # noqa: UP017 (3.11 has datetime.UTC; keep it explicit)
+        t0 = datetime.now(UTC)
         m0 = time.monotonic()
         proc = engine.compose(
             files, "up", "-d", "--wait", "--wait-timeout", "600", "--no-build", cap=660,
