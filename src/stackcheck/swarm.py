@@ -308,19 +308,42 @@ def ensure_secrets(files: Mapping[str, Path], say) -> dict[str, int]:
     return versions
 
 
-def tag_images(stack_file: dict, prefix: str, say) -> None:
-    """Our images under their registry-qualified name (a tag, never a rebuild)."""
+def _image_id(image: str) -> str:
+    proc = docker("image", "inspect", "--format", "{{.Id}}", image, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def tag_images(stack_file: dict, prefix: str, say, ns: str = DEFAULT_NAMESPACE) -> None:
+    """Our images under their registry-qualified name (a tag, never a rebuild), moved to the
+    image setup built last; each service gets that image's id as a container label, so a
+    rebuilt image changes the task spec and the next deploy rolls the service onto it (with
+    --resolve-image never the image name alone would not change). Where the local registry
+    runs, a re-tagged image is pushed too: a node pulls at every task start, and a stale
+    registry would put the old image back under the name."""
+    registry_running = (
+        docker(
+            "inspect", "--format", "{{.State.Running}}", registry_name(ns), check=False
+        ).stdout.strip()
+        == "true"
+    )
     for svc in stack_file["services"].values():
         image = svc.get("image", "")
         if not image.startswith(prefix + "/"):
             continue
-        if docker("image", "inspect", image, check=False).returncode == 0:
-            continue
         local = image[len(prefix) + 1 :]
-        if docker("image", "inspect", local, check=False).returncode != 0:
+        want = _image_id(local)
+        if not want:
             raise SwarmError(f"image {local} is missing: run `./run setup` to build it")
-        docker("tag", local, image)
-        say(f"image: tagged {local} as {image}")
+        if _image_id(image) != want:
+            docker("tag", local, image)
+            say(f"image: tagged {local} ({want[7:19]}) as {image}")
+            if registry_running:  # nodes pull at every task start: the registry must agree
+                docker("push", "-q", image, timeout=900)
+                say(f"registry: pushed {image}")
+        labels = svc.get("labels") or {}
+        if isinstance(labels, list):
+            labels = dict(item.partition("=")[::2] for item in labels)
+        svc["labels"] = {**labels, "org.stackcheck.image-id": want}
 
 
 def state_dir() -> Path:
@@ -520,10 +543,17 @@ def services_of(ns: str) -> list[str]:
 
 
 def unhealthy(ns: str) -> dict[str, str]:
-    """Services whose task on this engine is not running-and-healthy (a service with no running
-    task anywhere counts too), with what they are instead."""
+    """Services being rolled, or whose task on this engine is not running-and-healthy (a
+    service with no running task anywhere counts too), with what they are instead."""
     bad: dict[str, str] = {}
     for svc in services_of(ns):
+        update = docker(
+            "service", "inspect", f"{ns}_{svc}",
+            "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+        ).stdout.strip()  # fmt: skip
+        if update in ("updating", "rollback_started"):  # a roll: done when it has completed
+            bad[svc] = update
+            continue
         ids = docker(
             "ps", "--filter", f"label={SERVICE_LABEL}={ns}_{svc}", "--format", "{{.ID}}"
         ).stdout.split()
@@ -612,7 +642,7 @@ def deploy(stack_dir: Path, *, timeout: float = 600, say=print) -> float:
     files = {name: sdir / path.name for name, path in secret_files(model).items()}
     versions = ensure_secrets(files, say)
     stack_file = render(model, versions, registry_prefix=registry(), ns=ns)
-    tag_images(stack_file, registry(), say)
+    tag_images(stack_file, registry(), say, ns)
     path = state_dir() / "stack.yml"
     path.write_text(yaml.safe_dump(stack_file, sort_keys=False), encoding="utf-8")
     say(f"docker stack deploy {ns} ({len(stack_file['services'])} services, file {path})")
