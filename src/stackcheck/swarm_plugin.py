@@ -46,6 +46,11 @@ NOT_ON_SWARM: dict[str, str] = {
         "a Swarm memory reservation is a scheduling guarantee in the service spec, not the "
         "container's MemoryReservation; tests/swarm/test_swarm_runtime.py checks it there"
     ),
+    "tests/e2e/test_external_mode.py::test_external_mode_leaves_a_running_stack_untouched": (
+        "--stack=external observes a Compose project (com.docker.compose.project); it does not "
+        "recognise a Swarm stack namespace, so the inner run would observe nothing (SC1 on Swarm "
+        "is not built)"
+    ),
     f"{_OPERATOR}test_operator_check_t8_on_a_throwaway_project": "T8 brings up a throwaway "
     "Compose project (`docker compose down/up`) from the stack's files, which on Swarm include "
     "the overlay's overlay networks: Compose lifecycle, not the Swarm stack's",
