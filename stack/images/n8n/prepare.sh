@@ -155,8 +155,10 @@ WORK_ROOT="$(work_root)"
 STAGE="$WORK_ROOT/rootfs" # what goes into the image on top of $BASE_IMAGE
 WORK="$STAGE/usr/local/lib/n8n"
 cid=""
+incoming=""
 cleanup() {
   if [[ -n "$cid" ]]; then docker rm -f "$cid" >/dev/null 2>&1 || true; fi
+  if [[ -n "$incoming" ]]; then docker rmi "$incoming" >/dev/null 2>&1 || true; fi
   case "$WORK_ROOT" in /dev/shm/*) rm -rf "$WORK_ROOT" ;; esac # RAM: never left behind
 }
 trap cleanup EXIT
@@ -180,6 +182,10 @@ if [[ ! -f "$lock_src" ]]; then
 fi
 say "omitting $(grep -cv '^\s*\(#\|$\)' "$HERE/omit.txt") packages of omit.txt: $("$node_bin" "$HERE/omit.js" lock \
   "$HERE/omit.txt" "$lock_src" package-lock.json)"
+# the base's files, exported while npm works (no .dockerenv: `docker import` refuses a path twice)
+cid="$(docker create "$BASE_IMAGE")"
+docker export "$cid" | tar --delete --file - .dockerenv >"$WORK_ROOT/base.tar" &
+export_pid=$!
 say "npm ci n8n@$N8N_VERSION from stack/images/n8n/package-lock.json (cache $NPM_CACHE)"
 "$node_bin" "$npm_cli" ci "${npm_args[@]}" >"$LOG_DIR/n8n-npm.log" 2>&1 \
   || { tail -15 "$LOG_DIR/n8n-npm.log" >&2; die "npm ci failed (see $LOG_DIR/n8n-npm.log)"; }
@@ -202,30 +208,34 @@ if [[ "$PRUNE" == 1 ]]; then
   prune=(--exclude='*.map' --exclude='*.d.ts' --exclude='*.d.mts' --exclude='*.d.cts')
 fi
 t_img=$SECONDS
-cid="$(docker create "$BASE_IMAGE")"
-docker export "$cid" >"$WORK_ROOT/rootfs.tar"
+wait "$export_pid" || die "docker export of $BASE_IMAGE failed"
 docker rm "$cid" >/dev/null
 cid=""
-tar --delete --file "$WORK_ROOT/rootfs.tar" .dockerenv 2>/dev/null || true
-# GNU format for n8n's long paths; only new paths: `docker import` refuses a path given twice
-# (so no usr/, usr/local/, usr/local/bin/ entries, which the base has)
-tar -C "$STAGE" --create --format=gnu --file "$WORK_ROOT/app.tar" --sort=name --owner=0 --group=0 \
-  --numeric-owner --mode=go-w "${prune[@]}" usr/local/lib/n8n usr/local/lib/node_modules \
-  usr/local/bin/node usr/local/bin/npm usr/local/bin/npx usr/local/bin/n8n
-tar --concatenate --file "$WORK_ROOT/rootfs.tar" "$WORK_ROOT/app.tar"
-rm -f "$WORK_ROOT/app.tar"
-say "packed $(du -h "$WORK_ROOT/rootfs.tar" | cut -f1) ($BASE_IMAGE + node + n8n$([[ "$PRUNE" == 1 ]] \
-  && echo ', without source maps and type declarations')) in $((SECONDS - t_img)) s"
-cd "$CACHE"
-rm -rf "$STAGE" # RAM back before the import
-t_imp=$SECONDS
-docker import \
+# One stream into `docker import`: the base's members without its end-of-archive blocks, then
+# node and n8n (GNU format for n8n's long paths; only paths the base lacks: no usr/, usr/local/,
+# usr/local/bin/ entries, as `docker import` refuses a path given twice). Imported under a
+# temporary tag, named only when the whole stream made it.
+base_blocks="$(tar --list --block-number --file "$WORK_ROOT/base.tar" | tail -1 | sed -n 's/^block \([0-9]*\): \*\*.*/\1/p')"
+[[ -n "$base_blocks" ]] || die "cannot find the end of $BASE_IMAGE's exported files"
+incoming="$ROOTFS_IMAGE-incoming-$$"
+{
+  head -c "$((base_blocks * 512))" "$WORK_ROOT/base.tar"
+  tar -C "$STAGE" --create --format=gnu --file - --sort=name --owner=0 --group=0 --numeric-owner \
+    --mode=go-w "${prune[@]}" usr/local/lib/n8n usr/local/lib/node_modules \
+    usr/local/bin/node usr/local/bin/npm usr/local/bin/npx usr/local/bin/n8n
+} | docker import \
   --change "LABEL $STAMP_LABEL=$want" \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'CMD ["bash"]' \
   --message "stackcheck n8n-rootfs: $BASE_IMAGE + node v$NODE_WHEEL_VERSION + n8n $N8N_VERSION (stamp $want)" \
-  "$WORK_ROOT/rootfs.tar" "$ROOTFS_IMAGE" >/dev/null
-say "imported $ROOTFS_IMAGE in $((SECONDS - t_imp)) s"
+  - "$incoming" >/dev/null
+docker tag "$incoming" "$ROOTFS_IMAGE"
+docker rmi "$incoming" >/dev/null
+incoming=""
+say "packed and imported $ROOTFS_IMAGE ($BASE_IMAGE + node + n8n$([[ "$PRUNE" == 1 ]] \
+  && echo ', without source maps and type declarations'): $(docker image inspect --format '{{.Size}}' \
+  "$ROOTFS_IMAGE" | awk '{ printf "%.0f MB", $1 / 1e6 }')) in $((SECONDS - t_img)) s"
+cd "$CACHE"
 if [[ "$WORK_ROOT" != /dev/shm/* ]]; then # deleting 160k files from disk takes long: in the background
   mv "$WORK_ROOT" "$WORK_ROOT.old.$$"
   nohup rm -rf "$WORK_ROOT.old.$$" >/dev/null 2>&1 9>&- &
