@@ -37,7 +37,7 @@ pytestmark = [
 ]
 
 
-@pytest.mark.req("SLA-R3", "H1")
+@pytest.mark.req("H6", "SLA-R3", "H1")
 def test_stack_runs_on_an_engine_before_25_with_the_legacy_override(sla, tmp_path):
     out = tmp_path / "result.json"
     argv = [
