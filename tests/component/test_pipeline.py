@@ -21,7 +21,7 @@ from mailer.sources import Fetched
 from mailer.store import Store, conninfo
 from mailer.worker import POISON_DELIVERIES, Worker
 
-pytestmark = [pytest.mark.component, pytest.mark.req("E1", "E2", "A4", "RW2")]
+pytestmark = [pytest.mark.component, pytest.mark.req("E1", "E2", "A4", "RW2", "SLA-P3")]
 
 PROFILE = "praxis"
 ADDRESS = "praxis@praxis.example"
@@ -292,3 +292,19 @@ def test_a_mail_that_keeps_crashing_the_worker_is_stored_unprocessed(pipeline, c
         assert stale.pending() == 0
     finally:
         stale.close()
+
+
+def test_queue_depth_counts_what_waits_and_what_is_taken(pipeline):
+    """SLA-P3's gauge: mails not yet handed out plus those handed out and not acknowledged; zero
+    once all are committed (the stream's length: acknowledged entries are deleted)."""
+    for i in range(3):
+        pipeline.mailbox.mails[f"u{i}"] = mail(f"Nr {i}", message_id=f"<d{i}@x>")
+    pipeline.fetcher.poll_once()
+    assert pipeline.queue.depth() == 3
+    worker = pipeline.worker()
+    (taken,) = pipeline.queue.read(worker.consumer, block_ms=100)
+    assert pipeline.queue.depth() == 3  # one taken, not yet committed: still waiting
+    worker.handle(taken)
+    assert pipeline.queue.depth() == 2
+    pipeline.drain(worker)
+    assert pipeline.queue.depth() == 0
