@@ -155,19 +155,24 @@ def prepare(spec: BuildSpec, log_dir: Path) -> None:
         raise RuntimeError(f"preparing {spec.image} failed (log {log}):\n{tail}")
 
 
+def _bases(spec: BuildSpec) -> dict[str, str]:
+    """The ids of the recipe's base images (as they are now) and its build args."""
+    bases = {b: _inspect(b, "{{.Id}}") or "absent" for b in base_images(spec)}
+    bases.update({f"arg:{k}": v for k, v in spec.args})
+    return bases
+
+
 def build(spec: BuildSpec, log_dir: Path) -> tuple[BuildSpec, str, float]:
     """Build one image unless its label matches; return (spec, 'cached'|'built', seconds)."""
     start = time.monotonic()
     if not spec.external_context:
         prepare(spec, log_dir)
-    bases = {b: _inspect(b, "{{.Id}}") or "absent" for b in base_images(spec)}
-    bases.update({f"arg:{k}": v for k, v in spec.args})
-    digest = context_hash(spec.recipe, bases)
+    digest = context_hash(spec.recipe, _bases(spec))
     if _inspect(spec.image, f'{{{{ index .Config.Labels "{LABEL}" }}}}') == digest:
         return spec, "cached", time.monotonic() - start
     if spec.external_context:  # fills the context; a first run may add package-lock.json
-        prepare(spec, log_dir)
-        digest = context_hash(spec.recipe, bases)
+        prepare(spec, log_dir)  # and may make the base image (n8n's rootfs): ids read again
+        digest = context_hash(spec.recipe, _bases(spec))
     log = log_dir / f"build-{spec.service}.log"
     with log.open("w") as fh:
         proc = subprocess.run(
