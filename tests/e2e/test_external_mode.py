@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import docker
 import pytest
 
 from stackcheck.mailflow import PROFILES, Pop3Reader, header_text
@@ -124,20 +125,50 @@ def test_external_mode_leaves_a_running_stack_untouched(stack, mail, praxis_db, 
     foreign = {uid: to for uid, to in new_mail.items() if "alerts@example.com" not in to}
     assert not foreign, f"mail arrived during the external run: {foreign}"
     print(f"pager: {_notifications(stack) - paged:g} notifications of the stack's own rules")
-    # any container created (a probe, a throwaway job), or any lifecycle event of the stack's
-    # own; a container of the outer session that merely finishes dying is neither
-    events = [
-        (attrs.get("name"), action)
-        for e in stack.docker.events(
-            since=int(since), until=int(until) + 1, filters={"type": "container"}, decode=True
-        )
-        for attrs, action in [(e.get("Actor", {}).get("Attributes", {}), e.get("Action", ""))]
-        if action == "create"
-        or (
-            action.split(":")[0] in LIFECYCLE
-            and attrs.get("com.docker.compose.project") == stack.config.project
-        )
-    ]
+    # any container created on the stack (a probe on its networks or in its project, a
+    # throwaway job), or any lifecycle event of the stack's own; containers of other projects or
+    # sessions on the same engine (a build, another clone's suite) are not the stack's business
+    events = _touching_events(stack, since, until)
     assert events == [], f"container lifecycle events during the external run: {events[:20]}"
     for key in before:
         assert after[key] == before[key], f"{key} changed: {before[key]} -> {after[key]}"
+
+
+def _touching_events(stack, since: float, until: float) -> list[tuple[str, str]]:
+    """(container name, action) of every container event in the window that touched this
+    stack: created in its project, joined to one of its networks, or sharing the network
+    namespace of one of its containers; or a lifecycle event of one of its own containers."""
+    project = stack.config.project
+    window = {"since": int(since), "until": int(until) + 1, "decode": True}
+    joined = {
+        e["Actor"]["Attributes"].get("container")
+        for e in stack.docker.events(filters={"type": "network", "event": "connect"}, **window)
+        if e["Actor"]["Attributes"].get("name", "").startswith(f"{project}_")
+    }
+    ours = {
+        c.id
+        for c in stack.docker.containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={project}"}
+        )
+    }
+
+    def shares_our_netns(cid: str) -> bool:
+        try:
+            mode = stack.docker.api.inspect_container(cid)["HostConfig"]["NetworkMode"]
+        except docker.errors.NotFound:
+            return False  # removed already (--rm): attributed by its network events, if any
+        return mode.startswith("container:") and mode.split(":", 1)[1] in ours
+
+    found = []
+    for e in stack.docker.events(filters={"type": "container"}, **window):
+        attrs, action, cid = (
+            e.get("Actor", {}).get("Attributes", {}),
+            e.get("Action", ""),
+            e.get("id", ""),
+        )
+        in_project = attrs.get("com.docker.compose.project") == project
+        if (action == "create" and (in_project or cid in joined or shares_our_netns(cid))) or (
+            action.split(":")[0] in LIFECYCLE and in_project
+        ):
+            found.append((attrs.get("name"), action))
+    return found
