@@ -682,8 +682,8 @@ def undeploy(*, timeout: float = 180, say=print) -> None:
     else:
         raise SwarmError(f"stack {ns} still has containers or networks after {timeout:g} s")
     say(
-        f"swarm stack {ns} removed (volumes and secrets kept; the swarm stays: "
-        "`docker swarm leave --force` ends it)"
+        f"swarm stack {ns} removed (volumes and secrets kept; the swarm stays: leaving it breaks "
+        "the names of every compose stack on this engine until they restart, docs/swarm.md)"
     )
 
 
