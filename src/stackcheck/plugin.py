@@ -582,6 +582,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
         copied.append("benchmark.json")
     data["run"]["artifacts"] = copied
     merged = history.publish(directory, data, run_dir=run_dir, render=report.render)
+    if config.option.stackcheck_evidence_dir == "reports":  # the operator's, not a test's
+        # after the evidence is written, so the picture is of this run's page
+        config.stash[screenshot_key] = report.screenshot(
+            directory / history.EVIDENCE_HTML, directory / "sla-evidence.png"
+        )
     config.stash[evidence_paths_key] = (
         directory / history.EVIDENCE_JSON,
         directory / history.EVIDENCE_HTML,
@@ -603,6 +608,7 @@ def _controller_teardown(config: pytest.Config) -> None:
 
 
 evidence_paths_key = pytest.StashKey[tuple[Path, Path, Path]]()
+screenshot_key = pytest.StashKey[str]()
 merged_key = pytest.StashKey[dict]()
 
 
@@ -628,3 +634,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     )
     for p in paths:
         terminalreporter.write_line(f"  {p}")
+    shot = config.stash.get(screenshot_key, None)
+    if shot:
+        terminalreporter.write_line(f"  {shot}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
+from pathlib import Path
 
 from stackcheck import plots
 from stackcheck.evidence import FAIL, NOT_COVERED, PASS, PROVISIONAL, SKIPPED
@@ -573,3 +574,35 @@ def render(data: dict, history: list[dict]) -> str:
 <details><summary>Context of the run</summary><ul>{context}</ul></details>
 </body></html>
 """
+
+
+# --- the screenshot ----------------------------------------------------------------------
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # Debian, Ubuntu, GitHub's runners
+
+
+def browser() -> str | None:
+    import shutil
+
+    return next((shutil.which(n) for n in BROWSERS if shutil.which(n)), None)
+
+
+def screenshot(page: Path, png: Path, *, timeout: float = 90.0) -> str:
+    """The first 1280 x 900 px of the evidence page as a reviewer opens it, next to it; a line
+    saying what happened (no browser is not an error: the page itself is the evidence)."""
+    import subprocess
+
+    exe = browser()
+    if exe is None:
+        return f"no screenshot: no {' / '.join(BROWSERS)} on this host"
+    try:
+        proc = subprocess.run(
+            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--hide-scrollbars", "--window-size=1280,900", f"--screenshot={png}",
+             page.resolve().as_uri()],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"no screenshot: {exc}"
+    if proc.returncode != 0 or not png.is_file():
+        return f"no screenshot: {exe} exited {proc.returncode}: {proc.stderr.strip()[-300:]}"
+    return f"screenshot {png}"

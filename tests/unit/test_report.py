@@ -316,18 +316,18 @@ def test_report_in_chromium_fits_1280_px_has_every_plot_and_no_console_error(ren
 
 def test_reports_evidence_in_chromium_and_its_screenshot(rendered, tmp_path):
     """The evidence in reports/ as a reviewer opens it (this report where none exists yet):
-    the same checks, and the screenshot of its first 1280 x 900 px to reports/."""
-    exe = chromium()
+    the same checks, and its screenshot as the plugin takes it after every run (here into
+    tmp_path: reports/sla-evidence.png is the run's own, never this fixture's)."""
+    chromium()
     real = ROOT / "reports" / "sla-evidence.html"
     target = real if real.is_file() else rendered / "sla-evidence.html"
-    result, stderr = probe(exe, target, tmp_path)
+    result, stderr = probe(chromium(), target, tmp_path)
     assert not result["wide"], f"elements past the right edge at 1280 px: {result['wide']}"
     assert all(f["w"] > 200 for f in result["figs"]), result["figs"]
     assert result["errors"] == [] and console_errors(stderr) == []
-    shot = ROOT / "reports" / "sla-evidence.png"
-    shot.parent.mkdir(exist_ok=True)
-    proc = browse(exe, "--hide-scrollbars", f"--screenshot={shot}", target.as_uri())
-    assert shot.is_file() and shot.stat().st_size > 10_000, proc.stderr[-2000:]
+    shot = tmp_path / "sla-evidence.png"
+    said = report.screenshot(target, shot)
+    assert said == f"screenshot {shot}" and shot.stat().st_size > 10_000, said
 
 
 def test_report_prints_to_a4(rendered, tmp_path):
