@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backup import logs, naming, rotate, runlog, space
+from backup import logs, naming, retention, runlog, space
 from backup.config import Config
 from backup.dump import Artifact, Opener, Source, dump_database, dump_globals
 from backup.errors import BackupError, ConfigError, DatabaseError, from_os_error
@@ -138,7 +138,7 @@ def run_backup(
                 logs.warning("removed partial files of an interrupted run", files=stale)
             with source() as src:
                 _dumps(cfg, src, started, report, opener, free, stop)
-            report.rotated = rotate.rotate(cfg.backup_dir, cfg.retention_days)
+            report.rotated = retention.delete_expired(cfg.backup_dir, cfg.retention_days)
             if report.rotated:
                 logs.info("expired dumps deleted", files=report.rotated)
     except BackupError as exc:

@@ -55,7 +55,7 @@ def pdf_of_size(size: int) -> bytes:
     return head + os.urandom(size - len(head) - len(tail)) + tail
 
 
-MAIL_CA_FILE = "mail_ca.crt"  # in stack/secrets (stackcheck.mailtls); public, mode 0444
+MAIL_CA_FILE = "mail_ca.crt"  # in stack/secrets (stackcheck.ops.mailtls); public, mode 0444
 MAIL_CA_SECRET = "/run/secrets/mail_ca_cert"  # where the stack's services find it
 
 

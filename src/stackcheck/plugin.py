@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from stackcheck import parallel
-from stackcheck.catalogue import Catalogue
-from stackcheck.evidence import Evidence
+from stackcheck.evidence.catalogue import Catalogue
+from stackcheck.evidence.recorder import Evidence
+from stackcheck.evidence.thresholds import Threshold, ThresholdError
+from stackcheck.evidence.thresholds import load as load_thresholds
 from stackcheck.mode import Mode, ModeError, StackConfig, resolve, select_mode
 from stackcheck.stack import Stack, StackError
-from stackcheck.thresholds import Threshold, ThresholdError
-from stackcheck.thresholds import load as load_thresholds
 
 SUITES = ("infra", "e2e", "perf", "recovery", "security")
 MARKERS = {
@@ -515,7 +515,7 @@ def _report_path(config: pytest.Config, opt: str) -> Path | None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     """After junitxml and pytest-html have written their files (this wrapper's code after the
     yield runs once every plain implementation has): keep the run in reports/runs/, append it
-    to the history and rewrite the top-level evidence (stackcheck.history)."""
+    to the history and rewrite the top-level evidence (stackcheck.evidence.history)."""
     yield
     config = session.config
     state = config.stash[run_key]
@@ -534,7 +534,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
         _controller_teardown(config)
     if not config.stash.get(any_req_key, False):
         return  # a run that proved no requirement has no evidence to keep
-    from stackcheck import history, report
+    from stackcheck.evidence import history, report
 
     ev = config.stash[evidence_key]
     ev.context.setdefault("python", platform.python_version())

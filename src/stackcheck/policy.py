@@ -255,7 +255,7 @@ def check(rule: Rule, name: str, svc: Service) -> Problems:
 
 
 # --- the Swarm stack (issue 15) -----------------------------------------------------------
-# The rendered `docker stack deploy` file (stackcheck.swarm.render) under rules that hold the
+# The rendered `docker stack deploy` file (stackcheck.ops.swarm.render) under rules that hold the
 # same hardening in Swarm's terms. Rules of RULES that Swarm cannot express are replaced here;
 # what stands in is in docs/swarm.md and swarm.TRANSLATIONS.
 SWARM_RESTART = {"condition": "any", "max_attempts": 3}

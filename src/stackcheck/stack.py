@@ -16,7 +16,7 @@ import redis as redis_lib
 
 from stackcheck.compose import Compose
 from stackcheck.mode import Mode, StackConfig
-from stackcheck.service import Service, SwarmService
+from stackcheck.services.base import Service, SwarmService
 
 
 class StackError(RuntimeError):
@@ -85,9 +85,9 @@ class Stack:
 
     @property
     def secrets_dir(self) -> Path:
-        """stack/secrets; the swarm's own copy for a swarm stack (stackcheck.swarm)."""
+        """stack/secrets; the swarm's own copy for a swarm stack (stackcheck.ops.swarm)."""
         if self.is_swarm:
-            from stackcheck.swarm import secrets_dir
+            from stackcheck.ops.swarm import secrets_dir
 
             return secrets_dir()
         return self.config.stack_dir / "secrets"

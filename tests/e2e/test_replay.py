@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from stackcheck.mailflow import PROFILES, Pop3Reader, peak_rss_mib, restarts
-from stackcheck.replay import Replay, corpus_files
+from stackcheck.ops.replay import Replay, corpus_files
 from stackcheck.waits import wait_for
 
 pytestmark = [

@@ -3,7 +3,7 @@ stack/config/prometheus/rules/availability.yml, over the window Prometheus holds
 
 Each test states the window it saw. With less than 30 days the verdict is "provisional" with the
 projection, or a failure once the month's downtime budget is already spent
-(stackcheck.availability); it never claims a month it has not seen.
+(stackcheck.evidence.availability); it never claims a month it has not seen.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from stackcheck.availability import duration, judge
-from stackcheck.evidence import FAIL
+from stackcheck.evidence.availability import duration, judge
+from stackcheck.evidence.recorder import FAIL
 
 pytestmark = [pytest.mark.infra, pytest.mark.needs("prometheus"), pytest.mark.reads]
 

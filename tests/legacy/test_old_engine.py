@@ -2,7 +2,7 @@
 (Engine 20.10, no health-check start_interval) in a privileged container beside the host's
 engine. Without stack/compose.legacy-engine.yml Compose refuses the stack; with it (as setup adds
 it on engines before 25) a cold `up --wait` gets every service healthy, only slower, and
-`pytest -m infra` passes against it. `python -m stackcheck.legacy_engine check` does the work
+`pytest -m infra` passes against it. `python -m stackcheck.ops.legacy_engine check` does the work
 (bounded, tears everything down); this test runs it and checks its figures.
 
 Opt-in: it takes minutes (the images are copied into the inner engine) and needs root and a
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from stackcheck.legacy_engine import ENGINE_MIN_MAJOR, OVERRIDE, engine_major
+from stackcheck.ops.legacy_engine import ENGINE_MIN_MAJOR, OVERRIDE, engine_major
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = "STACKCHECK_LEGACY_ENGINE"
@@ -41,7 +41,7 @@ pytestmark = [
 def test_stack_runs_on_an_engine_before_25_with_the_legacy_override(sla, tmp_path):
     out = tmp_path / "result.json"
     argv = [
-        sys.executable, "-m", "stackcheck.legacy_engine", "check", "--root", str(ROOT),
+        sys.executable, "-m", "stackcheck.ops.legacy_engine", "check", "--root", str(ROOT),
         "--timeout", "2400", "--json", str(out), "--reports", str(tmp_path / "reports"),
     ]  # fmt: skip
     proc = subprocess.run(

@@ -1,7 +1,7 @@
 """SLA-P1 as a pytest-benchmark in pedantic mode: a fixed number of rounds, each one mail from
 SMTP submission to its committed row (AI failing fast, so the rules classify), the mail built
 outside the timed part. The plugin keeps every round in reports/runs/<run>/benchmark.json and
-the evidence compares the median with the previous run's (stackcheck.history)."""
+the evidence compares the median with the previous run's (stackcheck.evidence.history)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def rotate(stack, *args: str, stdin: str | None = None) -> Run:
     }
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "stackcheck.rotate", *args],
+        [sys.executable, "-m", "stackcheck.ops.secret_rotation", *args],
         input=stdin,
         capture_output=True,
         text=True,

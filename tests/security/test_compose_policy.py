@@ -203,7 +203,7 @@ SWARM_VARIANTS = {
 @cache
 def swarm_stack(variant: str) -> dict:
     """What `./run deploy swarm` hands to `docker stack deploy` (secret versions: 1)."""
-    from stackcheck import swarm
+    from stackcheck.ops import swarm
 
     model = Compose("stackcheck-policy", STACK, SWARM_VARIANTS[variant]).config()
     versions = {name: 1 for name in swarm.secret_files(model)}
@@ -259,7 +259,7 @@ def test_swarm_secrets_are_external_and_versioned(variant):
 def test_swarm_rules_catch_what_compose_alone_would_deploy():
     """The Swarm rules are not vacuous: compose.yml's own postgres, rendered without the
     overlay, has no restart policy, no update order, no secret owner, and publishes a port."""
-    from stackcheck import swarm
+    from stackcheck.ops import swarm
 
     model = Compose("stackcheck-policy", STACK, ("compose.yml",)).config()
     raw = dict(model["services"]["postgres"])

@@ -24,8 +24,8 @@ import ssl
 import pytest
 
 from stackcheck.mailflow import mail_login, mail_tls
-from stackcheck.mailtls import make_ca
-from stackcheck.service import ServiceError
+from stackcheck.ops.mailtls import make_ca
+from stackcheck.services.base import ServiceError
 
 pytestmark = [pytest.mark.security, pytest.mark.needs("mailpit")]
 

@@ -157,7 +157,7 @@ def test_no_secret_value_in_inspect_or_environment(stack, services, sla):
 
 
 # Public files mounted the way secrets are, readable by everyone on purpose: the stack's mail CA
-# certificate (stackcheck.mailtls), which the mailers, Alertmanager and the suite all trust.
+# certificate (stackcheck.ops.mailtls), which the mailers, Alertmanager and the suite all trust.
 PUBLIC = {"/run/secrets/mail_ca_cert": "444"}
 
 

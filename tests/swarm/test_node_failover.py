@@ -6,7 +6,7 @@ the mailer's task is rescheduled on the manager and every mail is stored exactly
 Bounded (every wait has a deadline), torn down afterwards (the worker leaves, its node is
 removed, the mailer runs on the manager again), and skipped naming the reason where this engine
 cannot run a nested engine. Images reach the worker through the local registry (Debian's
-docker-registry, stackcheck.swarm.ensure_registry)."""
+docker-registry, stackcheck.ops.swarm.ensure_registry)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from stackcheck import swarm
 from stackcheck.mailflow import PROFILES
+from stackcheck.ops import swarm
 from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.swarm, pytest.mark.recovery, pytest.mark.disrupts]

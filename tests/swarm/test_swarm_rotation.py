@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from stackcheck import swarm
 from stackcheck.mailflow import PROFILES
+from stackcheck.ops import swarm
 from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.swarm, pytest.mark.recovery, pytest.mark.disrupts, pytest.mark.e2e]
@@ -40,7 +40,7 @@ def test_rotation_rolls_the_reader_without_losing_mail(stack, mail, ecom_db, oll
             for i in range(30)
         ]
         proc = subprocess.run(
-            [sys.executable, "-m", "stackcheck.rotate", "ecom_db_password", "--swarm"],
+            [sys.executable, "-m", "stackcheck.ops.secret_rotation", "ecom_db_password", "--swarm"],
             capture_output=True,
             text=True,
             timeout=600,

@@ -1,0 +1,1 @@
+"""One handle per kind of service in the stack, on one base (`base.Service`)."""

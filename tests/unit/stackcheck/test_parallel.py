@@ -1,0 +1,182 @@
+"""`pytest -n 2` (stackcheck.parallel): the tests that must be alone run after every shared test
+has ended and never beside another, in collection order (recovery last); the evidence holds
+every worker's outcomes, measurements and benchmarks; the bring-up lock lets one worker in at a
+time. Real xdist workers in a pytester subprocess, no Docker."""
+
+import itertools
+import json
+import threading
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+pytestmark = [pytest.mark.unit, pytest.mark.req("SC2")]
+
+ROOT = Path(__file__).resolve().parents[3]
+
+TESTS = """
+import json, os, time
+import pytest
+
+LOG = os.environ["SPANS"]
+
+def span(name, seconds):
+    start = time.time()
+    time.sleep(seconds)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    with open(LOG, "a") as f:
+        f.write(json.dumps([name, worker, start, time.time()]) + "\\n")
+
+@pytest.mark.parametrize("n", range(8))
+@pytest.mark.infra
+@pytest.mark.req("T1")
+@pytest.mark.reads
+def test_shared(n, sla):
+    span(f"shared{n}", 0.3)
+    sla.record("SLA-R1", 1.0 + n, how=f"shared {n}")
+
+@pytest.mark.recovery
+@pytest.mark.req("T8")
+def test_recovery_kill():
+    span("recovery", 0.2)
+
+@pytest.mark.perf
+@pytest.mark.req("SLA-P1")
+def test_perf_benchmark(benchmark, sla):
+    benchmark.pedantic(lambda: time.sleep(0.01), rounds=3, iterations=1)
+    assert not benchmark.disabled
+    span("perf", 0.2)
+    sla.record("SLA-P1", benchmark.stats.stats.median, unit="s", how="benchmark")
+
+@pytest.mark.e2e
+@pytest.mark.alone
+@pytest.mark.req("RW1")
+def test_flood():
+    span("flood", 0.2)
+
+@pytest.mark.e2e
+@pytest.mark.disrupts
+@pytest.mark.req("SLA-R1")
+def test_disrupts():
+    span("disrupts", 0.2)
+
+@pytest.mark.unit
+def test_unit():
+    span("unit", 0.1)
+"""
+
+ALONE = {"recovery", "perf", "flood", "disrupts"}
+
+
+@pytest.fixture
+def run_parallel(pytester, monkeypatch):
+    pytester.makepyfile(test_x=TESTS)
+    spans = pytester.path / "spans.jsonl"
+    monkeypatch.setenv("SPANS", str(spans))
+    monkeypatch.delenv("STACKCHECK_STACK", raising=False)
+    result = pytester.runpytest_subprocess(
+        "-n", "2",
+        f"--requirements={ROOT / 'docs' / 'REQUIREMENTS.md'}",
+        f"--sla-file={ROOT / 'fixtures' / 'sla.yml'}",
+        f"--evidence-dir={pytester.path / 'evidence'}",
+        "-p", "no:cacheprovider", "-o", "addopts=", "-rs",
+    )  # fmt: skip
+    lines = spans.read_text().splitlines() if spans.exists() else []
+    return result, [json.loads(line) for line in lines], pytester.path / "evidence"
+
+
+def test_alone_tests_run_last_and_alone(run_parallel):
+    result, spans, _ = run_parallel
+    result.assert_outcomes(passed=13)
+    alone = [s for s in spans if s[0] in ALONE]
+    shared = [s for s in spans if s[0] not in ALONE]
+    assert {s[0] for s in alone} == ALONE and len(shared) == 9
+    assert len({s[1] for s in shared}) == 2, "the shared tests were not spread over both workers"
+    assert len({s[1] for s in alone}) == 1, "the alone tests ran on more than one worker"
+    last_shared_end = max(s[3] for s in shared)
+    assert all(s[2] >= last_shared_end for s in alone), (alone, last_shared_end)
+    ordered = sorted(alone, key=lambda s: s[2])
+    for a, b in itertools.pairwise(ordered):
+        assert b[2] >= a[3], f"{a[0]} and {b[0]} overlapped"
+    assert ordered[-1][0] == "recovery", "recovery tests run last"
+
+
+def test_evidence_merges_every_worker(run_parallel):
+    _, _, evidence = run_parallel
+    (run_dir,) = (evidence / "runs").iterdir()
+    data = json.loads((run_dir / "sla-evidence.json").read_text())
+    reqs = {r["id"]: r for r in data["requirements"]}
+    assert len(reqs["T1"]["tests"]) == 8 and set(reqs["T1"]["tests"].values()) == {"passed"}
+    r1 = reqs["SLA-R1"]
+    assert sorted(m["value"] for m in r1["measurements"]) == [1.0 + n for n in range(8)]
+    assert r1["tests"] and reqs["T8"]["tests"] and reqs["RW1"]["tests"]
+    p1 = reqs["SLA-P1"]["measurements"]
+    assert len(p1) == 1 and p1[0]["how"] == "benchmark"
+    assert data["run"]["context"]["xdist workers"] == "2"
+    assert data["run"]["tests collected"] == 13
+    bench = json.loads((run_dir / "benchmark.json").read_text())["benchmarks"]
+    assert [b["stats"]["rounds"] for b in bench] == [3]
+
+
+def test_bring_up_turn_admits_one_worker_at_a_time(tmp_path):
+    from stackcheck import parallel
+
+    class Cfg:
+        rootpath = tmp_path
+        workerinput: ClassVar = {"testrunuid": "run1"}
+
+    inside, peak, firsts = [0], [0], []
+    lock = threading.Lock()
+
+    def worker():
+        with parallel.bring_up_turn(Cfg()) as first:
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            firsts.append(first)
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert peak[0] == 1 and sorted(firsts) == [False, False, True]
+
+
+def test_a_failed_bring_up_leaves_the_turn_to_the_next(tmp_path):
+    from stackcheck import parallel
+
+    class Cfg:
+        rootpath = tmp_path
+        workerinput: ClassVar = {"testrunuid": "run2"}
+
+    with pytest.raises(RuntimeError), parallel.bring_up_turn(Cfg()) as first:
+        assert first
+        raise RuntimeError("up --wait failed")
+    with parallel.bring_up_turn(Cfg()) as first:
+        assert first, "a failed bring-up must not make the next worker merely reuse"
+
+
+def test_a_shared_resource_is_started_by_the_first_user_and_stopped_by_the_last(tmp_path):
+    from stackcheck import parallel
+
+    def cfg(worker: str):
+        class Cfg:
+            rootpath = tmp_path
+            workerinput: ClassVar = {"testrunuid": "run3", "workerid": worker}
+
+        return Cfg()
+
+    events = []
+    parallel.share(cfg("gw0"), "double", start=lambda: events.append("start"))
+    parallel.share(cfg("gw1"), "double", start=lambda: events.append("start"))
+    parallel.unshare(cfg("gw0"), "double", stop=lambda: events.append("stop"))
+    assert events == ["start"], "stopped while gw1 still used it"
+    parallel.unshare(cfg("gw1"), "double", stop=lambda: events.append("stop"))
+    parallel.share(cfg("gw0"), "double", start=lambda: events.append("start"))
+    assert events == ["start", "stop", "start"]
