@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from stackcheck.ops.secretfiles import MAILPIT_UID, _chown, _read, _write
+from stackcheck.ops.secretfiles import MAILPIT_UID, chown_secret, read_secret, write_secret
 
 CA_KEY = "mail_ca_key"
 CA_CERT = "mail_ca.crt"
@@ -209,9 +209,9 @@ def server_problem(
 def _install(path: Path, content: str, mode: int, uid: int, gid: int) -> None:
     if path.exists():
         path.chmod(0o600)
-    _write(path, content)  # written 0400
+    write_secret(path, content)  # written 0400
     path.chmod(mode)
-    _chown(path, uid, gid)
+    chown_secret(path, uid, gid)
 
 
 def ensure(
@@ -224,8 +224,8 @@ def ensure(
     paths = {n: directory / n for n in FILES}
     changed: list[str] = []
 
-    ca_key = _read(paths[CA_KEY]) if paths[CA_KEY].exists() else ""
-    ca_cert = _read(paths[CA_CERT]) if paths[CA_CERT].exists() else ""
+    ca_key = read_secret(paths[CA_KEY]) if paths[CA_KEY].exists() else ""
+    ca_cert = read_secret(paths[CA_CERT]) if paths[CA_CERT].exists() else ""
     why = ca_problem(ca_key, ca_cert) if ca_key and ca_cert else "missing"
     if why:
         ca_key, ca_cert = make_ca()
@@ -233,8 +233,8 @@ def ensure(
         _install(paths[CA_CERT], ca_cert, 0o444, own_uid, own_gid)
         changed.append(f"{CA_KEY} and {CA_CERT} (new CA: {why})")
 
-    key = _read(paths[SERVER_KEY]) if paths[SERVER_KEY].exists() else ""
-    cert = _read(paths[SERVER_CERT]) if paths[SERVER_CERT].exists() else ""
+    key = read_secret(paths[SERVER_KEY]) if paths[SERVER_KEY].exists() else ""
+    cert = read_secret(paths[SERVER_CERT]) if paths[SERVER_CERT].exists() else ""
     why = server_problem(ca_cert, key, cert) if key and cert else "missing"
     if why:
         key, cert = make_server_cert(ca_key, ca_cert)
@@ -250,5 +250,5 @@ def ensure(
     ):
         if paths[name].stat().st_mode & 0o777 != mode:
             paths[name].chmod(mode)
-        _chown(paths[name], uid, gid)
+        chown_secret(paths[name], uid, gid)
     return changed

@@ -39,10 +39,10 @@ from stackcheck.ops.secretfiles import (
     REDIS_MAILER_USERS,
     SPECS,
     SecretSpec,
-    _chown,
-    _read,
-    _write,
+    chown_secret,
     ensure,
+    read_secret,
+    write_secret,
 )
 
 # secret -> the PostgreSQL role whose password it is
@@ -133,7 +133,7 @@ class Rotator:
         self.compose, self.dir = compose, secrets_dir
 
     def _value(self, name: str) -> str:
-        return _read(self.dir / name).strip()
+        return read_secret(self.dir / name).strip()
 
     def _port(self, service: str, container_port: int) -> list:
         return self.compose.port(service, container_port)
@@ -189,28 +189,52 @@ class Rotator:
         return "no server holds it but its readers (they get it at restart)"
 
     def rotate(self, name: str, new: str | None = None) -> tuple[Plan, str]:
+        """Stage the new value, apply it at its server, replace the file and its copies, then
+        let the readers pick it up: the order in which no step leaves a password no file holds."""
         steps = plan(name, self.compose.config())
         new = new if new is not None else secrets.token_urlsafe(32)
         if not new or new != new.strip() or "\n" in new:
             raise RotationRefused("the new value is empty or has surrounding whitespace")
-        path = self.dir / name
-        staged = self.dir / f"{name}.new"
-        _write(staged, new + "\n")  # 0400: the value exists on disk before anyone depends on it
+        self._check(steps)
+        done = self._stage_and_apply(name, new)
         try:
-            done = self._apply(name, new)
+            self._replace(name)
+            published = self._publish(steps)
+        except Exception as exc:
+            raise RotationError(f"{done}, but {self._replace_failed(name, exc)}") from exc
+        return self._restart(steps, done, published)
+
+    def _check(self, steps: Plan) -> None:
+        """Refuse before anything is written (Compose: nothing to check)."""
+
+    def _stage_and_apply(self, name: str, new: str) -> str:
+        staged = self.dir / f"{name}.new"
+        write_secret(staged, new + "\n")  # 0400: the value is on disk before anyone needs it
+        try:
+            return self._apply(name, new)
         except Exception:
             staged.unlink(missing_ok=True)
             raise
-        try:
-            spec = spec_of(name)
-            os.replace(staged, path)  # staged is 0400 already; only its owner is to change
-            _chown(path, spec.uid, spec.gid)
-            ensure(self.dir)  # re-derives every copy of the old value
-        except Exception as exc:
-            raise RotationError(
-                f"{done}, but writing the files failed ({exc}): the new value is in "
-                f"{staged if staged.exists() else path}; fix the cause and run `./run setup`"
-            ) from exc
+
+    def _replace(self, name: str) -> None:
+        path, staged = self.dir / name, self.dir / f"{name}.new"
+        spec = spec_of(name)
+        os.replace(staged, path)  # staged is 0400 already; only its owner is to change
+        chown_secret(path, spec.uid, spec.gid)
+        ensure(self.dir)  # re-derives every copy of the old value
+
+    def _publish(self, steps: Plan) -> dict[str, str]:
+        """Make the written files available to the readers (Compose: bind mounts already are)."""
+        return {}
+
+    def _replace_failed(self, name: str, exc: Exception) -> str:
+        staged = self.dir / f"{name}.new"
+        return (
+            f"writing the files failed ({exc}): the new value is in "
+            f"{staged if staged.exists() else self.dir / name}; fix the cause and run `./run setup`"
+        )
+
+    def _restart(self, steps: Plan, done: str, published: dict[str, str]) -> tuple[Plan, str]:
         if steps.services:
             try:
                 self.compose.run("restart", *steps.services, timeout=300)
@@ -245,79 +269,50 @@ class SwarmRotator(Rotator):
             raise RotationRefused("grafana on Swarm: not implemented (offline runs no grafana)")
         return super()._apply(name, new)
 
-    def rotate(self, name: str, new: str | None = None) -> tuple[Plan, str]:
+    def _check(self, steps: Plan) -> None:
         from stackcheck.ops import swarm
 
-        steps = plan(name, self.compose.config())
-        new = new if new is not None else secrets.token_urlsafe(32)
-        if not new or new != new.strip() or "\n" in new:
-            raise RotationRefused("the new value is empty or has surrounding whitespace")
-        files = swarm.secret_files(self.compose.config())
-        versions = swarm.latest_versions(swarm.secret_names())
-        missing = [f for f in steps.files if f not in versions]
+        self._versions = swarm.latest_versions(swarm.secret_names())
+        missing = [f for f in steps.files if f not in self._versions]
         if missing:
             raise RotationRefused(f"no Docker secret {', '.join(missing)}: `./run deploy swarm`")
-        path, staged = self.dir / name, self.dir / f"{name}.new"
-        _write(staged, new + "\n")
-        try:
-            done = self._apply(name, new)
-        except Exception:
-            staged.unlink(missing_ok=True)
-            raise
-        try:
-            spec = spec_of(name)
-            os.replace(staged, path)
-            _chown(path, spec.uid, spec.gid)
-            ensure(self.dir)  # re-derives every copy in the swarm's files
-            renamed = {}
-            for f in steps.files:
-                old, nxt = f"{f}_v{versions[f]}", f"{f}_v{versions[f] + 1}"
-                swarm.docker(
-                    "secret", "create", "--label", f"{swarm.SECRET_LABEL}={f}",
-                    "--label", f"org.stackcheck.version={versions[f] + 1}", nxt,
-                    str(self.dir / files[f].name),
-                )  # fmt: skip
-                renamed[old] = nxt
-        except Exception as exc:
-            raise RotationError(
-                f"{done}, but writing the files or creating the new Docker secrets failed "
-                f"({exc}); fix the cause and run `./run rotate {name} --swarm` again"
-            ) from exc
-        rolled = []
-        for svc in swarm.services_of(self.ns):
-            refs = swarm.service_secrets(self.ns, svc)
-            args = []
-            for ref in refs:
-                if ref["SecretName"] in renamed:
-                    f = ref["File"]
-                    args += [
-                        "--secret-rm", ref["SecretName"], "--secret-add",
-                        f"source={renamed[ref['SecretName']]},target={f['Name']},"
-                        f"uid={f['UID']},gid={f['GID']},mode=0{f['Mode']:o}",
-                    ]  # fmt: skip
-            if not args or svc in INIT_ONLY:
-                continue
-            self.say(f"  rolling {svc} ({len(args) // 4} secret(s))")
-            try:
-                swarm.docker(
-                    "service", "update", "--detach=false", "--quiet", *args,
-                    f"{self.ns}_{svc}", timeout=600,
-                )  # fmt: skip
-            except swarm.SwarmError as exc:
-                raise RotationError(
-                    f"{done}; the new secrets exist, but rolling {svc} failed: {exc}"
-                ) from exc
-            rolled.append(svc)
-        kept = []
+
+    def _publish(self, steps: Plan) -> dict[str, str]:
+        """Each changed file becomes a new Docker secret `<file>_v(N+1)`: old name -> new."""
+        from stackcheck.ops import swarm
+
+        files = swarm.secret_files(self.compose.config())
+        renamed = {}
+        for f in steps.files:
+            version = self._versions[f]
+            old, nxt = f"{f}_v{version}", f"{f}_v{version + 1}"
+            swarm.docker(
+                "secret", "create", "--label", f"{swarm.SECRET_LABEL}={f}",
+                "--label", f"org.stackcheck.version={version + 1}", nxt,
+                str(self.dir / files[f].name),
+            )  # fmt: skip
+            renamed[old] = nxt
+        return renamed
+
+    def _replace_failed(self, name: str, exc: Exception) -> str:
+        return (
+            f"writing the files or creating the new Docker secrets failed ({exc}); "
+            f"fix the cause and run `./run rotate {name} --swarm` again"
+        )
+
+    def _restart(self, steps: Plan, done: str, published: dict[str, str]) -> tuple[Plan, str]:
+        """Roll every reader onto the new secrets, then remove the versions no one mounts."""
+        from stackcheck.ops import swarm
+
+        rolled = [svc for svc in swarm.services_of(self.ns) if self._roll(svc, published, done)]
         in_use = {
             r["SecretName"]
             for s in swarm.services_of(self.ns)
             for r in swarm.service_secrets(self.ns, s)
         }
-        for old in renamed:
-            if old in in_use:
-                kept.append(old)
-            else:
+        kept = [old for old in published if old in in_use]
+        for old in published:
+            if old not in in_use:
                 swarm.docker("secret", "rm", old)
         note = (
             f"; kept {', '.join(kept)} (mounted by {', '.join(sorted(INIT_ONLY))}, "
@@ -325,9 +320,37 @@ class SwarmRotator(Rotator):
             if kept
             else ""
         )
+        new_versions = ", ".join(published.values())
         return Plan(
-            name, steps.files, tuple(rolled)
-        ), f"{done}; new versions {', '.join(renamed.values())}{note}"
+            steps.name, steps.files, tuple(rolled)
+        ), f"{done}; new versions {new_versions}{note}"
+
+    def _roll(self, svc: str, renamed: dict[str, str], done: str) -> bool:
+        """`docker service update --secret-rm/--secret-add` for the secrets of svc that changed."""
+        from stackcheck.ops import swarm
+
+        args = []
+        for ref in swarm.service_secrets(self.ns, svc):
+            if ref["SecretName"] in renamed:
+                f = ref["File"]
+                args += [
+                    "--secret-rm", ref["SecretName"], "--secret-add",
+                    f"source={renamed[ref['SecretName']]},target={f['Name']},"
+                    f"uid={f['UID']},gid={f['GID']},mode=0{f['Mode']:o}",
+                ]  # fmt: skip
+        if not args or svc in INIT_ONLY:
+            return False
+        self.say(f"  rolling {svc} ({len(args) // 4} secret(s))")
+        try:
+            swarm.docker(
+                "service", "update", "--detach=false", "--quiet", *args,
+                f"{self.ns}_{svc}", timeout=600,
+            )  # fmt: skip
+        except swarm.SwarmError as exc:
+            raise RotationError(
+                f"{done}; the new secrets exist, but rolling {svc} failed: {exc}"
+            ) from exc
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -168,7 +168,8 @@ class SecretSetupError(RuntimeError):
     """A secret could not be written or given to its service's uid."""
 
 
-def _write(path: Path, content: str) -> None:
+def write_secret(path: Path, content: str) -> None:
+    """Write a secret file 0400 in one step (temp file, then rename): no reader sees half."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
@@ -177,7 +178,8 @@ def _write(path: Path, content: str) -> None:
     os.replace(tmp, path)
 
 
-def _chown(path: Path, uid: int, gid: int) -> None:
+def chown_secret(path: Path, uid: int, gid: int) -> None:
+    """Give a secret file to its service's uid (directly as root, else by `sudo -n chown`)."""
     st = path.stat()
     if (st.st_uid, st.st_gid) == (uid, gid):
         return
@@ -202,7 +204,8 @@ def _chown(path: Path, uid: int, gid: int) -> None:
     )
 
 
-def _read(path: Path) -> str:
+def read_secret(path: Path) -> str:
+    """A secret file's text, through `sudo -n cat` where it is already given to another uid."""
     try:
         return path.read_text(encoding="utf-8")
     except PermissionError:
@@ -221,23 +224,23 @@ def ensure(directory: Path, specs: tuple[SecretSpec, ...] = SPECS) -> list[str]:
     for spec in specs:
         path = directory / spec.name
         if spec.sources:
-            content = spec.derive(*(_read(directory / n).strip() for n in spec.sources))
-            if not path.exists() or _read(path) != content:
+            content = spec.derive(*(read_secret(directory / n).strip() for n in spec.sources))
+            if not path.exists() or read_secret(path) != content:
                 if path.exists():
                     path.chmod(0o600)
-                _write(path, content)
+                write_secret(path, content)
                 changed.append(f"{spec.name} (derived from {', '.join(spec.sources)})")
         elif not path.exists() or (
             spec.distinct_from
-            and _read(path).strip() == _read(directory / spec.distinct_from).strip()
+            and read_secret(path).strip() == read_secret(directory / spec.distinct_from).strip()
         ):
             if path.exists():
                 path.chmod(0o600)
-            _write(path, spec.make())
+            write_secret(path, spec.make())
             changed.append(spec.name)
         if path.stat().st_mode & 0o777 != 0o400:
             path.chmod(0o400)
-        _chown(path, spec.uid, spec.gid)
+        chown_secret(path, spec.uid, spec.gid)
     return changed
 
 

@@ -172,42 +172,9 @@ def render(
     used_configs: set[str] = set()
     tmpfs_volumes: dict[str, dict] = {}
     for name, src in model.get("services", {}).items():
-        # `entrypoint: null` (an override that resets the image's) is a type error for the stack
-        # schema: leaving it out means the same
-        svc = {k: v for k, v in src.items() if k not in TRANSLATIONS and v is not None}
-        image = svc.get("image", "")
-        if image.startswith("stackcheck/"):
-            svc["image"] = f"{registry_prefix}/{image}"
-        mounts = list(svc.get("volumes") or [])
-        for spec in src.get("tmpfs") or []:
-            vname, volume, mount = tmpfs_volume(name, spec)
-            tmpfs_volumes[vname] = volume
-            mounts.append(mount)
-        if src.get("shm_size"):
-            size = src["shm_size"]
-            size = int(size) if str(size).isdigit() else _bytes(str(size))
-            mounts.append({"type": "tmpfs", "target": "/dev/shm", "tmpfs": {"size": size}})
-        if mounts:
-            svc["volumes"] = mounts
-        uid, gid = _uid_gid(src.get("user"))
-        refs = []
-        for ref in src.get("secrets") or []:
-            ref = {"source": ref} if isinstance(ref, str) else dict(ref)
-            ref.setdefault("target", ref["source"])
-            ref.update(uid=uid, gid=gid, mode=PUBLIC_SECRETS.get(ref["source"], SECRET_MODE))
-            refs.append(ref)
-            used_secrets.add(ref["source"])
-        if refs:
-            svc["secrets"] = refs
+        svc = _render_service(name, src, registry_prefix, tmpfs_volumes)
+        used_secrets.update(ref["source"] for ref in svc.get("secrets") or [])
         used_configs.update(c["source"] for c in svc.get("configs") or [])
-        res = (svc.get("deploy") or {}).get("resources") or {}
-        for part in res.values():  # the stack schema wants cpus as a string
-            if isinstance(part, dict) and "cpus" in part:
-                part["cpus"] = str(part["cpus"])
-        # Swarm admits a task only on a node with its reservation free; compose.yml's CPU
-        # reservations add up to 2.17 cores (more during a start-first roll), above a 2-core
-        # node: kept as limits, dropped as reservations (memory reservations stay)
-        (res.get("reservations") or {}).pop("cpus", None)
         services[name] = svc
     missing = sorted(s for s in used_secrets if s not in versions)
     if missing:
@@ -234,14 +201,57 @@ def render(
     out["secrets"] = {
         s: {"external": True, "name": f"{s}_v{versions[s]}"} for s in sorted(used_secrets)
     }
+    out["configs"] = _render_configs(model, used_configs, ns)
+    return out
+
+
+def _render_service(name: str, src: dict, registry_prefix: str, tmpfs_volumes: dict) -> dict:
+    """One service the Swarm way; its tmpfs mounts become volumes, added to tmpfs_volumes."""
+    # `entrypoint: null` (an override that resets the image's) is a type error for the stack
+    # schema: leaving it out means the same
+    svc = {k: v for k, v in src.items() if k not in TRANSLATIONS and v is not None}
+    image = svc.get("image", "")
+    if image.startswith("stackcheck/"):
+        svc["image"] = f"{registry_prefix}/{image}"
+    mounts = list(svc.get("volumes") or [])
+    for spec in src.get("tmpfs") or []:
+        vname, volume, mount = tmpfs_volume(name, spec)
+        tmpfs_volumes[vname] = volume
+        mounts.append(mount)
+    if src.get("shm_size"):
+        size = src["shm_size"]
+        size = int(size) if str(size).isdigit() else _bytes(str(size))
+        mounts.append({"type": "tmpfs", "target": "/dev/shm", "tmpfs": {"size": size}})
+    if mounts:
+        svc["volumes"] = mounts
+    uid, gid = _uid_gid(src.get("user"))
+    refs = []
+    for ref in src.get("secrets") or []:
+        ref = {"source": ref} if isinstance(ref, str) else dict(ref)
+        ref.setdefault("target", ref["source"])
+        ref.update(uid=uid, gid=gid, mode=PUBLIC_SECRETS.get(ref["source"], SECRET_MODE))
+        refs.append(ref)
+    if refs:
+        svc["secrets"] = refs
+    res = (svc.get("deploy") or {}).get("resources") or {}
+    for part in res.values():  # the stack schema wants cpus as a string
+        if isinstance(part, dict) and "cpus" in part:
+            part["cpus"] = str(part["cpus"])
+    # Swarm admits a task only on a node with its reservation free; compose.yml's CPU
+    # reservations add up to 2.17 cores (more during a start-first roll), above a 2-core
+    # node: kept as limits, dropped as reservations (memory reservations stay)
+    (res.get("reservations") or {}).pop("cpus", None)
+    return svc
+
+
+def _render_configs(model: dict, used: set[str], ns: str) -> dict:
+    """Configs are immutable in Swarm: a changed file is a new config, named by its content."""
     configs = {}
-    for c in sorted(used_configs):
+    for c in sorted(used):
         path = Path(model["configs"][c]["file"])
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.exists() else "none"
-        # configs are immutable in Swarm: a changed file is a new config, by its content
         configs[c] = {"file": str(path), "name": f"{ns}_{c}-{digest}"}
-    out["configs"] = configs
-    return out
+    return configs
 
 
 def secret_files(model: dict) -> dict[str, Path]:
