@@ -536,41 +536,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
         return  # a run that proved no requirement has no evidence to keep
     from stackcheck.evidence import history, report
 
-    ev = config.stash[evidence_key]
-    ev.context.setdefault("python", platform.python_version())
-    ev.context["run duration (s)"] = f"{time.monotonic() - state['t0']:.1f}"
-    ev.context["pytest exit status"] = str(int(exitstatus))
-    if state["workers"]:
-        ev.context["xdist workers"] = str(state["workers"])
-    commit, dirty = history.git_commit(config.rootpath)
-    why = _partial_reasons(session, exitstatus, state)
-    selection = " ".join(config.invocation_params.args) or "(testpaths)"
-    ev.context.update(
-        {
-            "commit": commit + (" (uncommitted changes)" if dirty else ""),
-            "host": platform.node(),
-            "selection": selection,
-            "complete": "yes" if not why else "no: " + "; ".join(why),
-        }
-    )
     directory = _path(config, config.option.stackcheck_evidence_dir)
-    run_dir = history.new_run_dir(directory, state["started"], commit)
-    finished = datetime.now(UTC)
-    data = ev.as_dict()
-    data["run"] = {
-        "id": run_dir.name,
-        "started": history.iso(state["started"]),
-        "finished": history.iso(finished),
-        "complete": not why,
-        "partial because": why,
-        "commit": commit,
-        "dirty": dirty,
-        "suites": state["suites"],
-        "tests collected": state["collected"],
-        "exit status": int(exitstatus),
-        "summary": data["summary"],
-        "context": dict(ev.context),
-    }
+    data, run_dir = _run_record(session, exitstatus, directory)
     copied = history.copy_artifacts(
         run_dir,
         [_report_path(config, "xmlpath"), _report_path(config, "htmlpath")],
@@ -593,6 +560,48 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
         run_dir,
     )
     config.stash[merged_key] = merged
+
+
+def _run_record(session: pytest.Session, exitstatus: int, directory: Path) -> tuple[dict, Path]:
+    """This run's evidence with its context and `run` block, and the folder it is kept in."""
+    from stackcheck.evidence import history
+
+    config = session.config
+    state = config.stash[run_key]
+    ev = config.stash[evidence_key]
+    ev.context.setdefault("python", platform.python_version())
+    ev.context["run duration (s)"] = f"{time.monotonic() - state['t0']:.1f}"
+    ev.context["pytest exit status"] = str(int(exitstatus))
+    if state["workers"]:
+        ev.context["xdist workers"] = str(state["workers"])
+    commit, dirty = history.git_commit(config.rootpath)
+    why = _partial_reasons(session, exitstatus, state)
+    selection = " ".join(config.invocation_params.args) or "(testpaths)"
+    ev.context.update(
+        {
+            "commit": commit + (" (uncommitted changes)" if dirty else ""),
+            "host": platform.node(),
+            "selection": selection,
+            "complete": "yes" if not why else "no: " + "; ".join(why),
+        }
+    )
+    run_dir = history.new_run_dir(directory, state["started"], commit)
+    data = ev.as_dict()
+    data["run"] = {
+        "id": run_dir.name,
+        "started": history.iso(state["started"]),
+        "finished": history.iso(datetime.now(UTC)),
+        "complete": not why,
+        "partial because": why,
+        "commit": commit,
+        "dirty": dirty,
+        "suites": state["suites"],
+        "tests collected": state["collected"],
+        "exit status": int(exitstatus),
+        "summary": data["summary"],
+        "context": dict(ev.context),
+    }
+    return data, run_dir
 
 
 def _controller_teardown(config: pytest.Config) -> None:
