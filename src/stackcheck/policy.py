@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-Service = dict
+ServiceModel = dict  # one service of the merged `docker compose config` model
 Problems = list[str]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
@@ -38,7 +38,7 @@ SECRET_NAME = re.compile(
 )
 
 
-def is_one_shot(svc: Service) -> bool:
+def is_one_shot(svc: ServiceModel) -> bool:
     """One-shot jobs (init jobs, backup runs) say so with the label `org.stackcheck.kind=job`."""
     return (svc.get("labels") or {}).get("org.stackcheck.kind") == "job"
 
@@ -54,7 +54,7 @@ HEALTHCHECK_OVERRIDES: dict[str, tuple[dict[str, float], str]] = {
 }
 
 
-def rule_healthcheck(svc: Service, name: str = "") -> Problems:
+def rule_healthcheck(svc: ServiceModel, name: str = "") -> Problems:
     """H1: a health check with a real command and the baseline timing."""
     hc = svc.get("healthcheck") or {}
     baseline = {**HEALTHCHECK_BASELINE, **HEALTHCHECK_OVERRIDES.get(name, ({}, ""))[0]}
@@ -70,7 +70,7 @@ def rule_healthcheck(svc: Service, name: str = "") -> Problems:
     return problems
 
 
-def rule_resources(svc: Service) -> Problems:
+def rule_resources(svc: ServiceModel) -> Problems:
     """H2: memory and CPU limits, memory reservation."""
     res = (svc.get("deploy") or {}).get("resources") or {}
     limits, reservations = res.get("limits") or {}, res.get("reservations") or {}
@@ -80,7 +80,7 @@ def rule_resources(svc: Service) -> Problems:
     return problems
 
 
-def rule_restart(svc: Service) -> Problems:
+def rule_restart(svc: ServiceModel) -> Problems:
     """H3: long-running services come back (unless-stopped); one-shot jobs retry boundedly."""
     restart = svc.get("restart") or "no"
     allowed = ONE_SHOT_RESTART if is_one_shot(svc) else LONG_RUNNING_RESTART
@@ -90,7 +90,7 @@ def rule_restart(svc: Service) -> Problems:
     return []
 
 
-def rule_depends_on(svc: Service) -> Problems:
+def rule_depends_on(svc: ServiceModel) -> Problems:
     """H4: a dependency is waited for by health (or successful completion of a job)."""
     problems = []
     for dep, spec in (svc.get("depends_on") or {}).items():
@@ -100,7 +100,7 @@ def rule_depends_on(svc: Service) -> Problems:
     return problems
 
 
-def rule_secrets_not_in_env(svc: Service) -> Problems:
+def rule_secrets_not_in_env(svc: ServiceModel) -> Problems:
     """S1: a secret-looking variable is only ever a *_FILE path."""
     return [
         f"environment {k} looks like a secret value; use {k}_FILE and a secret"
@@ -112,7 +112,7 @@ def rule_secrets_not_in_env(svc: Service) -> Problems:
     ]
 
 
-def rule_non_root(svc: Service) -> Problems:
+def rule_non_root(svc: ServiceModel) -> Problems:
     """S2: an explicit non-root user."""
     user = str(svc.get("user") or "")
     if not user or user.split(":")[0] in {"root", "0"}:
@@ -120,7 +120,7 @@ def rule_non_root(svc: Service) -> Problems:
     return []
 
 
-def rule_ports_loopback(svc: Service) -> Problems:
+def rule_ports_loopback(svc: ServiceModel) -> Problems:
     """S4: published ports bind 127.0.0.1 only."""
     return [
         f"port {p.get('target')} published on {p.get('host_ip') or 'all addresses'}"
@@ -129,12 +129,12 @@ def rule_ports_loopback(svc: Service) -> Problems:
     ]
 
 
-def rule_read_only(svc: Service) -> Problems:
+def rule_read_only(svc: ServiceModel) -> Problems:
     """S5: read-only root filesystem."""
     return [] if svc.get("read_only") else ["root filesystem is writable"]
 
 
-def rule_privileges(svc: Service) -> Problems:
+def rule_privileges(svc: ServiceModel) -> Problems:
     """S9: capabilities dropped, no-new-privileges, nothing privileged or host-shared."""
     problems = []
     if "ALL" not in (svc.get("cap_drop") or []):
@@ -157,7 +157,7 @@ def rule_privileges(svc: Service) -> Problems:
     return problems
 
 
-def rule_logging(svc: Service) -> Problems:
+def rule_logging(svc: ServiceModel) -> Problems:
     """M6: json-file logs rotated at 50m x 3."""
     log = svc.get("logging") or {}
     opts = log.get("options") or {}
@@ -170,7 +170,7 @@ def rule_logging(svc: Service) -> Problems:
     return [f"logging {k} {got[k]!r}, want {v!r}" for k, v in want.items() if got[k] != v]
 
 
-def rule_pull_policy_build(svc: Service) -> Problems:
+def rule_pull_policy_build(svc: ServiceModel) -> Problems:
     """S10: an image built here is never pulled (`pull_policy: build`): `docker compose pull` and
     `up` would otherwise ask a registry for our image name first, and whoever registered it there
     would run with our secrets."""
@@ -186,13 +186,13 @@ def rule_pull_policy_build(svc: Service) -> Problems:
 _PINNED = re.compile(r".+:(?!latest$)[^:/]*\d[^:/]*$|.+@sha256:[0-9a-f]{64}$")
 
 
-def rule_image_pinned(svc: Service) -> Problems:
+def rule_image_pinned(svc: ServiceModel) -> Problems:
     """Images pinned to an exact version (no `latest`, no bare name)."""
     image = svc.get("image") or ""
     return [] if _PINNED.match(image) else [f"image {image!r} is not pinned to a version"]
 
 
-def rule_networks(svc: Service) -> Problems:
+def rule_networks(svc: ServiceModel) -> Problems:
     """S3/D5: every service on explicitly named networks, never the implicit default."""
     if svc.get("network_mode") == "none":  # no network at all: stricter than any segment
         return []
@@ -206,7 +206,7 @@ def rule_networks(svc: Service) -> Problems:
 class Rule:
     id: str
     requirement: str
-    check: Callable[[Service], Problems]
+    check: Callable[[ServiceModel], Problems]
 
     @property
     def doc(self) -> str:
@@ -245,7 +245,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 }
 
 
-def check(rule: Rule, name: str, svc: Service) -> Problems:
+def check(rule: Rule, name: str, svc: ServiceModel) -> Problems:
     """The problems of one service under one rule, unless an exception with a reason applies."""
     if (rule.id, name) in EXCEPTIONS:
         return []
@@ -271,7 +271,7 @@ SWARM_STOP_FIRST: dict[str, str] = {
 PUBLIC_SECRET_MODES = {"mail_ca_cert": 0o444}
 
 
-def rule_swarm_restart(svc: Service) -> Problems:
+def rule_swarm_restart(svc: ServiceModel) -> Problems:
     """H3 on Swarm: deploy.restart_policy restarts on any exit, at most 3 times in a window."""
     rp = (svc.get("deploy") or {}).get("restart_policy") or {}
     problems = [
@@ -284,7 +284,7 @@ def rule_swarm_restart(svc: Service) -> Problems:
     return problems
 
 
-def rule_swarm_update(svc: Service, name: str = "") -> Problems:
+def rule_swarm_update(svc: ServiceModel, name: str = "") -> Problems:
     """Rolling updates: one task at a time, rolled back on failure, start-first unless the
     service owns its volume (SWARM_STOP_FIRST)."""
     deploy = svc.get("deploy") or {}
@@ -302,7 +302,7 @@ def rule_swarm_update(svc: Service, name: str = "") -> Problems:
     return problems
 
 
-def rule_swarm_placement(svc: Service) -> Problems:
+def rule_swarm_placement(svc: ServiceModel) -> Problems:
     """A service that bind-mounts host paths runs on a manager, where the checkout is."""
     binds = [v.get("source") for v in svc.get("volumes") or [] if v.get("type") == "bind"]
     constraints = ((svc.get("deploy") or {}).get("placement") or {}).get("constraints") or []
@@ -311,7 +311,7 @@ def rule_swarm_placement(svc: Service) -> Problems:
     return []
 
 
-def rule_swarm_secret_mounts(svc: Service) -> Problems:
+def rule_swarm_secret_mounts(svc: ServiceModel) -> Problems:
     """S1 on Swarm: every secret mount is owned by the service's own uid/gid, mode 0400 (the
     public CA certificate 0444): Swarm sets owner and mode per mount, not from the file."""
     uid, _, gid = str(svc.get("user") or "0").partition(":")
@@ -332,13 +332,13 @@ def rule_swarm_secret_mounts(svc: Service) -> Problems:
     return problems
 
 
-def rule_swarm_no_ports(svc: Service) -> Problems:
+def rule_swarm_no_ports(svc: ServiceModel) -> Problems:
     """S4 on Swarm: nothing published (Swarm binds every address); the loopback gateway
     publishes on 127.0.0.1."""
     return [f"publishes {p}" for p in svc.get("ports") or []]
 
 
-def rule_swarm_privileges(svc: Service) -> Problems:
+def rule_swarm_privileges(svc: ServiceModel) -> Problems:
     """S9 on Swarm: every capability dropped, nothing privileged, no host namespaces, no
     socket (no-new-privileges has no Swarm option: docs/swarm.md)."""
     problems = [p for p in rule_privileges(svc) if p != "no no-new-privileges"]
@@ -350,7 +350,7 @@ def rule_swarm_privileges(svc: Service) -> Problems:
 _REGISTRY_QUALIFIED = re.compile(r"^[^/]+[.:][^/]*/|^localhost/")
 
 
-def rule_swarm_image_source(svc: Service) -> Problems:
+def rule_swarm_image_source(svc: ServiceModel) -> Problems:
     """S10 on Swarm: an image we build carries a registry-qualified name, so a node's pull at
     task start never asks Docker Hub for a stackcheck/* name."""
     image = svc.get("image") or ""
@@ -359,7 +359,7 @@ def rule_swarm_image_source(svc: Service) -> Problems:
     return []
 
 
-def rule_swarm_networks(svc: Service) -> Problems:
+def rule_swarm_networks(svc: ServiceModel) -> Problems:
     """S3 on Swarm: on explicit networks only (overlays: see swarm_network_problems)."""
     return rule_networks(svc)
 
@@ -383,7 +383,7 @@ SWARM_RULES: tuple[Rule, ...] = (
 )
 
 
-def check_swarm(rule: Rule, name: str, svc: Service) -> Problems:
+def check_swarm(rule: Rule, name: str, svc: ServiceModel) -> Problems:
     """As `check`, for the rendered Swarm stack (the same exceptions, by rule id)."""
     if (rule.id, name) in EXCEPTIONS or (rule.id.replace("swarm-", ""), name) in EXCEPTIONS:
         return []

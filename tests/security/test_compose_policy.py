@@ -24,20 +24,25 @@ def merged(variant: str) -> dict:
     return Compose("stackcheck-policy", STACK, VARIANTS[variant]).config(profiles=["*"])
 
 
+def rule_params(variants, rules, services_of) -> list:
+    """One case per variant, rule and service, marked with the rule's requirement."""
+    return [
+        pytest.param(
+            variant,
+            name,
+            rule,
+            marks=pytest.mark.req(rule.requirement),
+            id=f"{variant}-{rule.id}-{name}",
+        )
+        for variant in variants
+        for rule in rules
+        for name in services_of(variant)
+    ]
+
+
 def pytest_generate_tests(metafunc):
     if {"variant", "service", "rule"} <= set(metafunc.fixturenames):
-        params = [
-            pytest.param(
-                variant,
-                name,
-                rule,
-                marks=pytest.mark.req(rule.requirement),
-                id=f"{variant}-{rule.id}-{name}",
-            )
-            for variant in VARIANTS
-            for rule in policy.RULES
-            for name in merged(variant)["services"]
-        ]
+        params = rule_params(VARIANTS, policy.RULES, lambda v: merged(v)["services"])
         metafunc.parametrize(("variant", "service", "rule"), params)
 
 
@@ -210,22 +215,10 @@ def swarm_stack(variant: str) -> dict:
     return swarm.render(model, versions, ns="stackcheck-policy")
 
 
-def _swarm_params():
-    return [
-        pytest.param(
-            variant,
-            name,
-            rule,
-            marks=pytest.mark.req(rule.requirement),
-            id=f"{variant}-{rule.id}-{name}",
-        )
-        for variant in SWARM_VARIANTS
-        for rule in policy.SWARM_RULES
-        for name in swarm_stack(variant)["services"]
-    ]
-
-
-@pytest.mark.parametrize(("swarm_variant", "name", "swarm_rule"), _swarm_params())
+@pytest.mark.parametrize(
+    ("swarm_variant", "name", "swarm_rule"),
+    rule_params(SWARM_VARIANTS, policy.SWARM_RULES, lambda v: swarm_stack(v)["services"]),
+)
 def test_swarm_service_obeys_rule(swarm_variant, name, swarm_rule):
     svc = swarm_stack(swarm_variant)["services"][name]
     problems = policy.check_swarm(swarm_rule, name, svc)
