@@ -28,7 +28,7 @@ import redis
 from prometheus_client import make_wsgi_app
 
 from mailer import clamd, classify, metrics
-from mailer.config import Config, ConfigError, describe, load_config
+from mailer.config import Config, ConfigError, OllamaConfig, describe, load_config
 from mailer.fetcher import Fetcher
 from mailer.housekeeping import Housekeeper
 from mailer.outbox import OutboxWorker, SmtpSender, SmtpTlsError, SmtpUnavailable
@@ -165,19 +165,15 @@ def housekeeping_main(env=None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(cfg.log_level, cfg.secrets())
-    store = Store(
-        conninfo(cfg.db_host, cfg.db_port, cfg.db_name, cfg.db_user, cfg.db_password),
-        max_size=1,
-        name=f"{cfg.profile}-housekeeping",
-    )
+    setup_logging(cfg.process.log_level, cfg.secrets())
+    store = Store(conninfo(cfg.db), max_size=1, name=f"{cfg.profile}-housekeeping")
     try:
         store.open(timeout=10)
     except Exception as exc:
         print(f"postgres unreachable: {exc}", file=sys.stderr)
         return EXIT_CONNECTION
     try:
-        report = run_once(cfg, store)
+        report = run_once(cfg.profile, cfg.storage, store)
     finally:
         store.close()
     print(json.dumps({"removed": report.removed, "bytes_freed": report.bytes_freed}))
@@ -218,7 +214,7 @@ def _configure(env) -> Config | None:
             flush=True,
         )
         return None
-    setup_logging(cfg.log_level, cfg.secrets())
+    setup_logging(cfg.process.log_level, cfg.secrets())
     log.info(
         "configuration loaded (secrets read from their files, values not logged)",
         extra={"config": describe(cfg)},
@@ -256,22 +252,18 @@ def _connect(cfg: Config, stop: threading.Event, attempts: int, delay: float) ->
     """Redis, PostgreSQL (migrated), the mailbox and the SMTP server, each with bounded
     retries; then the spool tidied. An exit code when one stays unreachable."""
     r = redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        username=cfg.redis_user,
-        password=cfg.redis_password,
+        host=cfg.redis.host,
+        port=cfg.redis.port,
+        username=cfg.redis.user,
+        password=cfg.redis.password,
         socket_timeout=10,
         socket_connect_timeout=5,
         health_check_interval=30,
     )
-    store = Store(
-        conninfo(cfg.db_host, cfg.db_port, cfg.db_name, cfg.db_user, cfg.db_password),
-        max_size=cfg.db_pool_max,
-        name=f"{cfg.profile}-mailer",
-    )
+    store = Store(conninfo(cfg.db), max_size=cfg.db.pool_max, name=f"{cfg.profile}-mailer")
     queue = MailQueue(r, cfg.profile)
-    spool = Spool(cfg.data_dir, cfg.spool_threshold_bytes)
-    source = build_source(cfg, spool)
+    spool = Spool(cfg.storage.data_dir, cfg.storage.spool_threshold_bytes)
+    source = build_source(cfg.source, cfg.addresses, cfg.mail_ca_file, spool)
 
     def open_db():
         store.open(timeout=10)
@@ -285,37 +277,40 @@ def _connect(cfg: Config, stop: threading.Event, attempts: int, delay: float) ->
     for what, fn in checks:
         if not _retry(what, fn, attempts, delay, stop):
             return EXIT_OK if stop.is_set() else EXIT_CONNECTION
-    if not check_smtp(SmtpSender(cfg, timeout=10.0)):
+    if not check_smtp(SmtpSender(cfg.smtp, cfg.mail_ca_file, timeout=10.0)):
         return EXIT_CONNECTION
     spool.clear_work()
     swept = spool.sweep(queue.spooled_names())
     if swept:
         log.info("spool files of committed mails removed", extra={"count": len(swept)})
-    if not clamd.ping(cfg.clamd_host, cfg.clamd_port):
+    if not clamd.ping(cfg.clamd.host, cfg.clamd.port):
         log.warning(
             "clamd not answering yet: mails with attachments wait until it does",
-            extra={"clamd": f"{cfg.clamd_host}:{cfg.clamd_port}"},
+            extra={"clamd": f"{cfg.clamd.host}:{cfg.clamd.port}"},
         )
     return _Parts(r, store, queue, spool, source)
 
 
+def _ollama_client(ollama: OllamaConfig) -> classify.OllamaClient | None:
+    """The classifier's model client; None without OLLAMA_URL (rules only)."""
+    if not ollama.url:
+        return None
+    return classify.OllamaClient(ollama.url, ollama.model, ollama.timeout, num_ctx=ollama.num_ctx)
+
+
 def _serve(cfg: Config, parts: _Parts, stop: threading.Event) -> int:
     """The four threads and the HTTP server, until SIGTERM or until a thread dies."""
-    ollama = (
-        classify.OllamaClient(
-            cfg.ollama_url, cfg.ollama_model, cfg.ollama_timeout, num_ctx=cfg.ollama_num_ctx
-        )
-        if cfg.ollama_url
-        else None
-    )
-    fetcher = Fetcher(cfg, parts.source, parts.queue, parts.store)
+    ollama = _ollama_client(cfg.ollama)
+    fetcher = Fetcher(cfg.profile, cfg.source, parts.source, parts.queue, parts.store)
     runners = {
         "fetcher": fetcher.run,
         "worker": Worker(
-            cfg, parts.store, parts.queue, ollama, consumer=cfg.worker_id, spool=parts.spool
+            cfg, parts.store, parts.queue, ollama, consumer=cfg.process.worker_id, spool=parts.spool
         ).run,
-        "outbox": OutboxWorker(cfg, parts.store).run,
-        "housekeeping": Housekeeper(cfg, parts.store).run,
+        "outbox": OutboxWorker(
+            cfg.profile, SmtpSender(cfg.smtp, cfg.mail_ca_file), parts.store
+        ).run,
+        "housekeeping": Housekeeper(cfg.profile, cfg.storage, parts.store).run,
     }
     threads = {
         n: threading.Thread(target=fn, args=(stop,), name=n, daemon=True)
@@ -327,7 +322,7 @@ def _serve(cfg: Config, parts: _Parts, stop: threading.Event) -> int:
 
     def ready() -> dict[str, bool]:
         recent = fetcher.last_ok is not None and (
-            time.monotonic() - fetcher.last_ok < max(cfg.poll_seconds * 30, 120)
+            time.monotonic() - fetcher.last_ok < max(cfg.source.poll_seconds * 30, 120)
         )
         try:
             redis_ok = bool(parts.redis.ping())
@@ -340,7 +335,7 @@ def _serve(cfg: Config, parts: _Parts, stop: threading.Event) -> int:
             "threads": alive(),
         }
 
-    server = serve_http(make_app(ready, alive), cfg.http_port)
+    server = serve_http(make_app(ready, alive), cfg.process.http_port)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     for t in threads.values():
         t.start()

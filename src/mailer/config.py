@@ -13,7 +13,7 @@ import re
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,84 +52,156 @@ class ConfigError(Exception):
         super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
 
 
+def _secret() -> object:
+    """A field holding a secret: left out of repr, shown as "set"/"unset" by describe."""
+    return field(repr=False, metadata={"secret": True})
+
+
 @dataclass(frozen=True)
-class Config:
-    profile: str
-    addresses: tuple[str, ...]
-    source_protocol: str
-    source_host: str
-    source_port: int
-    source_user: str
-    source_password: str = field(repr=False)
-    source_mailbox: str
+class SourceConfig:
+    """The mailbox (SOURCE_*): what the fetcher polls."""
+
+    protocol: str
+    host: str
+    port: int
+    user: str
+    password: str = _secret()
+    mailbox: str
     poll_seconds: float
     delete_after_store: bool
-    redis_host: str
-    redis_port: int
-    redis_password: str = field(repr=False)
-    redis_user: str
-    db_host: str
-    db_port: int
-    db_name: str
-    db_user: str
-    db_password: str = field(repr=False)
-    db_pool_max: int
-    clamd_host: str
-    clamd_port: int
-    clamd_timeout: float
-    ollama_url: str | None
-    ollama_model: str
-    ollama_timeout: float
-    ollama_num_ctx: int
-    smtp_host: str
-    smtp_port: int
-    smtp_security: str
-    smtp_user: str | None
-    smtp_password: str | None = field(repr=False)
-    smtp_from: str
+
+    @property
+    def kind(self) -> str:
+        """`pop3` or `imap`."""
+        return SOURCE_PROTOCOLS[self.protocol][0]
+
+    @property
+    def security(self) -> str:
+        """`tls`, `starttls` or `none`."""
+        return SOURCE_PROTOCOLS[self.protocol][1]
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """The queue's Redis (REDIS_*)."""
+
+    host: str
+    port: int
+    password: str = _secret()
+    user: str
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """PostgreSQL (DB_*)."""
+
+    host: str
+    port: int
+    name: str
+    user: str
+    password: str = _secret()
+    pool_max: int
+
+
+@dataclass(frozen=True)
+class ClamdConfig:
+    """The virus scanner (CLAMD_*)."""
+
+    host: str
+    port: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class OllamaConfig:
+    """The classifier's model (OLLAMA_*); no url: rules only."""
+
+    url: str | None
+    model: str
+    timeout: float
+    num_ctx: int
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """Outbound mail (SMTP_*): the server, our sender address, the staff's address and whether
+    senders get an acknowledgement."""
+
+    host: str
+    port: int
+    security: str
+    user: str | None
+    password: str | None = _secret()
+    from_address: str
     staff_address: str
     send_acknowledgement: bool
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """The data volume: where files go, size limits, retention and the housekeeping time."""
+
     data_dir: Path
     max_attachment_bytes: int
     spool_threshold_bytes: int
     quarantine_retention_days: int
     attachment_retention_days: int
     housekeeping_at: str
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """The process itself: HTTP port, log level, the worker's consumer name."""
+
     http_port: int
     log_level: str
     worker_id: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """The profile and its addresses, one section per component, and what several share:
+    ALLOW_PLAINTEXT_AUTH and MAIL_CA_FILE (the CA trusted for the mailbox and the SMTP server)."""
+
+    profile: str
+    addresses: tuple[str, ...]
+    source: SourceConfig
+    redis: RedisConfig
+    db: DatabaseConfig
+    clamd: ClamdConfig
+    ollama: OllamaConfig
+    smtp: SmtpConfig
+    storage: StorageConfig
+    process: ProcessConfig
     allow_plaintext_auth: bool = False
     mail_ca_file: Path | None = None
 
-    @property
-    def source_kind(self) -> str:
-        """`pop3` or `imap`."""
-        return SOURCE_PROTOCOLS[self.source_protocol][0]
-
-    @property
-    def source_security(self) -> str:
-        """`tls`, `starttls` or `none`."""
-        return SOURCE_PROTOCOLS[self.source_protocol][1]
-
-    def tls_context(self) -> ssl.SSLContext:
-        return tls_context(self.mail_ca_file)
-
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for log scrubbing (scrub.setup_logging)."""
-        values = (self.source_password, self.redis_password, self.db_password, self.smtp_password)
-        return tuple(v for v in values if v)
+        return tuple(v for v in _secret_values(self) if v)
 
 
-_SECRET_FIELDS = frozenset({"source_password", "redis_password", "db_password", "smtp_password"})
+def _secret_values(obj: object) -> list:
+    values = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("secret"):
+            values.append(value)
+        elif is_dataclass(value):
+            values.extend(_secret_values(value))
+    return values
 
 
-def describe(config: Config) -> dict[str, object]:
-    """A loggable summary: every field, secrets replaced by "set"/"unset", paths as str."""
+def describe(config: object) -> dict[str, object]:
+    """A loggable summary: every field, one nested dict per section, secrets replaced by
+    "set"/"unset", paths as str."""
     out: dict[str, object] = {}
     for f in fields(config):
         value = getattr(config, f.name)
-        if f.name in _SECRET_FIELDS:
+        if f.metadata.get("secret"):
             out[f.name] = "set" if value else "unset"
+        elif is_dataclass(value):
+            out[f.name] = describe(value)
         elif isinstance(value, Path):
             out[f.name] = str(value)
         elif isinstance(value, tuple):
@@ -349,28 +421,36 @@ def _ollama_url(r: _Reader) -> str | None:
 
 def load_config(env: Mapping[str, str]) -> Config:
     """Build the Config from `env` (usually os.environ); ConfigError lists every problem.
-    Read part by part, in the order the problems are reported."""
+    Read section by section, in the order the problems are reported."""
     r = _Reader(env)
     profile = r.choice("MAILER_PROFILE", PROFILES)
     addresses = _addresses(r, env)
     # the dev/test overlay only: lets a password cross the network unencrypted
     allow_plaintext = r.flag("ALLOW_PLAINTEXT_AUTH", False)
-    fields = {
-        "profile": profile,
-        "addresses": tuple(addresses),
-        **_source(r, allow_plaintext),
-        **_redis(r),
-        **_database(r, profile),
-        **_clamd(r),
-        **_ollama(r),
-        **_smtp(r, allow_plaintext),
-        **_storage(r),
-        **_process(r),
-        "allow_plaintext_auth": allow_plaintext,
-    }
+    source = _source(r, allow_plaintext)
+    redis = _redis(r)
+    db = _database(r, profile)
+    clamd = _clamd(r)
+    ollama = _ollama(r)
+    smtp, mail_ca_file = _smtp(r, allow_plaintext)
+    storage = _storage(r)
+    process = _process(r)
     if r.problems:
         raise ConfigError(r.problems)
-    return Config(**fields)
+    return Config(
+        profile=profile,
+        addresses=tuple(addresses),
+        source=source,
+        redis=redis,
+        db=db,
+        clamd=clamd,
+        ollama=ollama,
+        smtp=smtp,
+        storage=storage,
+        process=process,
+        allow_plaintext_auth=allow_plaintext,
+        mail_ca_file=mail_ca_file,
+    )
 
 
 def _addresses(r: _Reader, env: Mapping[str, str]) -> list[str]:
@@ -385,63 +465,65 @@ def _addresses(r: _Reader, env: Mapping[str, str]) -> list[str]:
     return addresses
 
 
-def _source(r: _Reader, allow_plaintext: bool) -> dict:
+def _source(r: _Reader, allow_plaintext: bool) -> SourceConfig:
     protocol = r.choice("SOURCE_PROTOCOL", tuple(SOURCE_PROTOCOLS))
     if r.raw("SOURCE_PROTOCOL") and SOURCE_PROTOCOLS[protocol][1] == "none" and not allow_plaintext:
         r.problems.append(
             f"SOURCE_PROTOCOL={protocol} sends the mailbox password unencrypted: use {protocol}s "
             f"or {protocol}+starttls (ALLOW_PLAINTEXT_AUTH=1 permits it, for a test stack only)"
         )
-    return {
-        "source_protocol": protocol,
-        "source_host": r.host("SOURCE_HOST"),
-        "source_port": r.port("SOURCE_PORT", SOURCE_PROTOCOLS[protocol][2]),
-        "source_user": r.required("SOURCE_USER"),
-        "source_password": r.secret("SOURCE_PASSWORD") or "",
-        "source_mailbox": r.text("SOURCE_MAILBOX", "INBOX"),
-        "poll_seconds": r.number("SOURCE_POLL_SECONDS", 5.0, 0.0, 3600.0),
-        "delete_after_store": r.flag("SOURCE_DELETE_AFTER_STORE", False),
-    }
+    return SourceConfig(
+        protocol=protocol,
+        host=r.host("SOURCE_HOST"),
+        port=r.port("SOURCE_PORT", SOURCE_PROTOCOLS[protocol][2]),
+        user=r.required("SOURCE_USER"),
+        password=r.secret("SOURCE_PASSWORD") or "",
+        mailbox=r.text("SOURCE_MAILBOX", "INBOX"),
+        poll_seconds=r.number("SOURCE_POLL_SECONDS", 5.0, 0.0, 3600.0),
+        delete_after_store=r.flag("SOURCE_DELETE_AFTER_STORE", False),
+    )
 
 
-def _redis(r: _Reader) -> dict:
-    return {
-        "redis_host": r.host("REDIS_HOST"),
-        "redis_port": r.port("REDIS_PORT", 6379),
-        "redis_password": r.secret("REDIS_PASSWORD") or "",
-        "redis_user": r.text("REDIS_USER", "default"),  # the stack gives each profile its own
-    }
+def _redis(r: _Reader) -> RedisConfig:
+    return RedisConfig(
+        host=r.host("REDIS_HOST"),
+        port=r.port("REDIS_PORT", 6379),
+        password=r.secret("REDIS_PASSWORD") or "",
+        user=r.text("REDIS_USER", "default"),  # the stack gives each profile its own
+    )
 
 
-def _database(r: _Reader, profile: str) -> dict:
-    return {
-        "db_host": r.host("DB_HOST"),
-        "db_port": r.port("DB_PORT", 5432),
-        "db_name": r.text("DB_NAME", profile),
-        "db_user": r.text("DB_USER", profile),
-        "db_password": r.secret("DB_PASSWORD") or "",
-        "db_pool_max": r.integer("DB_POOL_MAX", 5, 1, 20),
-    }
+def _database(r: _Reader, profile: str) -> DatabaseConfig:
+    return DatabaseConfig(
+        host=r.host("DB_HOST"),
+        port=r.port("DB_PORT", 5432),
+        name=r.text("DB_NAME", profile),
+        user=r.text("DB_USER", profile),
+        password=r.secret("DB_PASSWORD") or "",
+        pool_max=r.integer("DB_POOL_MAX", 5, 1, 20),
+    )
 
 
-def _clamd(r: _Reader) -> dict:
-    return {
-        "clamd_host": r.host("CLAMD_HOST"),
-        "clamd_port": r.port("CLAMD_PORT", 3310),
-        "clamd_timeout": r.number("CLAMD_TIMEOUT_SECONDS", 30.0, 0.0, 600.0),
-    }
+def _clamd(r: _Reader) -> ClamdConfig:
+    return ClamdConfig(
+        host=r.host("CLAMD_HOST"),
+        port=r.port("CLAMD_PORT", 3310),
+        timeout=r.number("CLAMD_TIMEOUT_SECONDS", 30.0, 0.0, 600.0),
+    )
 
 
-def _ollama(r: _Reader) -> dict:
-    return {
-        "ollama_url": _ollama_url(r),
-        "ollama_model": r.text("OLLAMA_MODEL", "llama3.2:3b"),
-        "ollama_timeout": r.number("OLLAMA_TIMEOUT_SECONDS", 20.0, 0.0, 600.0),
-        "ollama_num_ctx": r.integer("OLLAMA_NUM_CTX", 4096, 512, 131072),
-    }
+def _ollama(r: _Reader) -> OllamaConfig:
+    return OllamaConfig(
+        url=_ollama_url(r),
+        model=r.text("OLLAMA_MODEL", "llama3.2:3b"),
+        timeout=r.number("OLLAMA_TIMEOUT_SECONDS", 20.0, 0.0, 600.0),
+        num_ctx=r.integer("OLLAMA_NUM_CTX", 4096, 512, 131072),
+    )
 
 
-def _smtp(r: _Reader, allow_plaintext: bool) -> dict:
+def _smtp(r: _Reader, allow_plaintext: bool) -> tuple[SmtpConfig, Path | None]:
+    """The SMTP section, and MAIL_CA_FILE (read between the server and the addresses, the order
+    its problems have always been listed in)."""
     smtp_host = r.host("SMTP_HOST")
     smtp_security = r.choice("SMTP_SECURITY", tuple(SMTP_SECURITY), default="none")
     smtp_port = r.port("SMTP_PORT", SMTP_SECURITY[smtp_security])
@@ -454,20 +536,21 @@ def _smtp(r: _Reader, allow_plaintext: bool) -> dict:
             "SMTP_SECURITY=none with SMTP_USER set sends the SMTP password unencrypted: use "
             "starttls or tls (ALLOW_PLAINTEXT_AUTH=1 permits it, for a test stack only)"
         )
-    return {
-        "smtp_host": smtp_host,
-        "smtp_port": smtp_port,
-        "smtp_security": smtp_security,
-        "smtp_user": smtp_user,
-        "smtp_password": smtp_password,
-        "mail_ca_file": _ca_file(r),
-        "smtp_from": r.email("SMTP_FROM", r.required("SMTP_FROM")),
-        "staff_address": r.email("STAFF_ADDRESS", r.required("STAFF_ADDRESS")),
-        "send_acknowledgement": r.flag("SEND_ACKNOWLEDGEMENT", True),
-    }
+    mail_ca_file = _ca_file(r)
+    smtp = SmtpConfig(
+        host=smtp_host,
+        port=smtp_port,
+        security=smtp_security,
+        user=smtp_user,
+        password=smtp_password,
+        from_address=r.email("SMTP_FROM", r.required("SMTP_FROM")),
+        staff_address=r.email("STAFF_ADDRESS", r.required("STAFF_ADDRESS")),
+        send_acknowledgement=r.flag("SEND_ACKNOWLEDGEMENT", True),
+    )
+    return smtp, mail_ca_file
 
 
-def _storage(r: _Reader) -> dict:
+def _storage(r: _Reader) -> StorageConfig:
     data_dir = Path(r.text("DATA_DIR", "/app/data"))
     if not data_dir.is_absolute():
         r.problems.append(f"DATA_DIR={str(data_dir)!r} must be an absolute path")
@@ -476,25 +559,23 @@ def _storage(r: _Reader) -> dict:
     spool_threshold_mb = r.integer("MAIL_SPOOL_THRESHOLD_MB", 4, 1, 1024)
     # housekeeping (M7): quarantined files are deleted after this many days (their records stay);
     # stored attachments only when a retention is set, i.e. where an archive keeps them (A6)
-    fields = {
-        "data_dir": data_dir,
-        "max_attachment_bytes": max_attachment_mb * 1024 * 1024,
-        "spool_threshold_bytes": spool_threshold_mb * 1024 * 1024,
-        "quarantine_retention_days": r.integer("QUARANTINE_RETENTION_DAYS", 30, 1, 3650),
-        "attachment_retention_days": r.integer("ATTACHMENT_LOCAL_RETENTION_DAYS", 0, 0, 3650),
-        "housekeeping_at": r.text("HOUSEKEEPING_AT", "02:00"),
-    }
-    if not _HH_MM.fullmatch(fields["housekeeping_at"]):
-        r.problems.append(
-            f"HOUSEKEEPING_AT={fields['housekeeping_at']!r} is not a time HH:MM (UTC)"
-        )
-    return fields
+    storage = StorageConfig(
+        data_dir=data_dir,
+        max_attachment_bytes=max_attachment_mb * 1024 * 1024,
+        spool_threshold_bytes=spool_threshold_mb * 1024 * 1024,
+        quarantine_retention_days=r.integer("QUARANTINE_RETENTION_DAYS", 30, 1, 3650),
+        attachment_retention_days=r.integer("ATTACHMENT_LOCAL_RETENTION_DAYS", 0, 0, 3650),
+        housekeeping_at=r.text("HOUSEKEEPING_AT", "02:00"),
+    )
+    if not _HH_MM.fullmatch(storage.housekeeping_at):
+        r.problems.append(f"HOUSEKEEPING_AT={storage.housekeeping_at!r} is not a time HH:MM (UTC)")
+    return storage
 
 
-def _process(r: _Reader) -> dict:
+def _process(r: _Reader) -> ProcessConfig:
     http_port = r.port("HTTP_PORT", 8000)
     log_level = r.choice("LOG_LEVEL", tuple(x.lower() for x in LOG_LEVELS), "info").upper()
     worker_id = r.text("WORKER_ID", socket.gethostname() or "worker")
     if not _WORKER_ID.fullmatch(worker_id):
         r.problems.append(f"WORKER_ID={worker_id!r} may only use letters, digits and ._@:-")
-    return {"http_port": http_port, "log_level": log_level, "worker_id": worker_id}
+    return ProcessConfig(http_port=http_port, log_level=log_level, worker_id=worker_id)

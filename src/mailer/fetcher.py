@@ -13,7 +13,7 @@ import psycopg
 import redis
 
 from mailer import metrics
-from mailer.config import Config
+from mailer.config import SourceConfig
 from mailer.queue import MailQueue
 from mailer.sources import MailFetchError, Source, SourceError, _Bounded
 from mailer.store import Store
@@ -28,13 +28,16 @@ class Fetcher:
     is skipped from then on (until a restart) and left in the mailbox, so it never blocks the
     mails behind it; mails not addressed to us are counted and logged once."""
 
-    def __init__(self, cfg: Config, source: Source, queue: MailQueue, store: Store):
-        self.cfg, self.source, self.queue, self.store = cfg, source, queue, store
+    def __init__(
+        self, profile: str, settings: SourceConfig, source: Source, queue: MailQueue, store: Store
+    ):
+        self.profile, self.settings = profile, settings
+        self.source, self.queue, self.store = source, queue, store
         self.last_ok: float | None = None
         self.fetch_failures: dict[str, int] = {}
         self.skipped = _Bounded()
         for counter in (metrics.MAILBOX_FOREIGN, metrics.FETCH_FAILURES, metrics.FETCH_SKIPPED):
-            counter.labels(cfg.profile)  # the series exists (at 0) before the first event
+            counter.labels(profile)  # the series exists (at 0) before the first event
 
     def known(self, ids: list[str]) -> set[str]:
         skipped = {i for i in ids if i in self.skipped}
@@ -50,13 +53,13 @@ class Fetcher:
 
     def foreign(self, source_id: str) -> None:
         """A mail left unread: not addressed to this profile (the source reports each once)."""
-        metrics.MAILBOX_FOREIGN.labels(self.cfg.profile).inc()
+        metrics.MAILBOX_FOREIGN.labels(self.profile).inc()
         log.info("mail left in the mailbox: not addressed to us", extra={"uid": source_id})
 
     def fetch_failed(self, exc: MailFetchError) -> None:
         uid = exc.source_id
         count = self.fetch_failures.get(uid, 0) + 1
-        metrics.FETCH_FAILURES.labels(self.cfg.profile).inc()
+        metrics.FETCH_FAILURES.labels(self.profile).inc()
         if count < FETCH_ATTEMPTS:
             self.fetch_failures[uid] = count
             log.warning(
@@ -66,7 +69,7 @@ class Fetcher:
             return
         self.fetch_failures.pop(uid, None)
         self.skipped.add(uid)
-        metrics.FETCH_SKIPPED.labels(self.cfg.profile).inc()
+        metrics.FETCH_SKIPPED.labels(self.profile).inc()
         log.error(
             "mail could not be fetched; skipped until the mailer restarts, left in the mailbox, "
             "recorded as unprocessed",
@@ -85,7 +88,7 @@ class Fetcher:
 
     def poll_once(self) -> int:
         added = 0
-        delete = self.committed if self.cfg.delete_after_store else None
+        delete = self.committed if self.settings.delete_after_store else None
         for mail in self.source.poll(self.known, delete, self.foreign):
             self.fetch_failures.pop(mail.source_id, None)
             if self.queue.enqueue(
@@ -108,12 +111,12 @@ class Fetcher:
             try:
                 self.poll_once()
                 self.last_ok = time.monotonic()
-                metrics.MAILBOX_UP.labels(self.cfg.profile).set(1)
+                metrics.MAILBOX_UP.labels(self.profile).set(1)
                 failures = 0
             except MailFetchError as exc:
                 # the mailbox answers; one mail failed: counted, and tried again soon
                 self.fetch_failed(exc)
-                stop.wait(self.cfg.poll_seconds)
+                stop.wait(self.settings.poll_seconds)
                 continue
             except (
                 SourceError,
@@ -123,19 +126,19 @@ class Fetcher:
                 psycopg.InterfaceError,
             ) as exc:
                 failures += 1
-                metrics.MAILBOX_UP.labels(self.cfg.profile).set(0)
+                metrics.MAILBOX_UP.labels(self.profile).set(0)
                 log.warning("mailbox poll failed", extra={"error": str(exc), "failures": failures})
-                stop.wait(min(self.cfg.poll_seconds * 2**failures, 60))
+                stop.wait(min(self.settings.poll_seconds * 2**failures, 60))
                 continue
             except Exception:
                 failures += 1
                 log.exception("mailbox poll failed unexpectedly")
-                stop.wait(min(self.cfg.poll_seconds * 2**failures, 60))
+                stop.wait(min(self.settings.poll_seconds * 2**failures, 60))
                 continue
             with contextlib.suppress(redis.RedisError):
-                metrics.QUEUE_DEPTH.labels(self.cfg.profile).set(self.queue.depth())
+                metrics.QUEUE_DEPTH.labels(self.profile).set(self.queue.depth())
             try:
-                self.source.wait(self.cfg.poll_seconds, stop)  # IDLE on IMAP, a sleep on POP3
+                self.source.wait(self.settings.poll_seconds, stop)  # IDLE on IMAP, a sleep on POP3
             except SourceError as exc:
                 log.warning("waiting for new mail failed; polling", extra={"error": str(exc)})
-                stop.wait(self.cfg.poll_seconds)
+                stop.wait(self.settings.poll_seconds)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mailer import metrics
-from mailer.config import Config
+from mailer.config import StorageConfig
 from mailer.spool import sha256_file
 from mailer.store import Store
 
@@ -63,40 +63,43 @@ def _expire(root: Path, kind: str, older_than: datetime, report: Report) -> None
                 os.rmdir(dirpath)  # only succeeds when empty
 
 
-def verify(cfg: Config, store: Store, report: Report) -> None:
+def verify(profile: str, data_dir: Path, store: Store, report: Report) -> None:
     """Every kept attachment file still has the bytes its row's sha256 names: a file replaced or
     damaged on disk is reported (log and metric), never silently served as the mail's."""
     for email_id, rel, sha in store.stored_files():
-        path = cfg.data_dir / rel
+        path = data_dir / rel
         try:
             problem = None if sha256_file(path) == sha else "changed"
         except FileNotFoundError:
             problem = "missing"
         if problem:
             report.integrity.append((rel, problem))
-            metrics.ATTACHMENT_INTEGRITY.labels(cfg.profile, problem).inc()
+            metrics.ATTACHMENT_INTEGRITY.labels(profile, problem).inc()
             log.error(
                 "stored attachment does not match its record",
                 extra={"email_id": email_id, "path": rel, "problem": problem},
             )
 
 
-def run_once(cfg: Config, store: Store | None, now: datetime | None = None) -> Report:
+def run_once(
+    profile: str, storage: StorageConfig, store: Store | None, now: datetime | None = None
+) -> Report:
     now = now or datetime.now(UTC)
     report = Report()
-    _expire(cfg.data_dir, "quarantine", now - timedelta(days=cfg.quarantine_retention_days), report)
-    if cfg.attachment_retention_days > 0:
-        cutoff = now - timedelta(days=cfg.attachment_retention_days)
-        _expire(cfg.data_dir, "attachments", cutoff, report)
+    cutoff = now - timedelta(days=storage.quarantine_retention_days)
+    _expire(storage.data_dir, "quarantine", cutoff, report)
+    if storage.attachment_retention_days > 0:
+        cutoff = now - timedelta(days=storage.attachment_retention_days)
+        _expire(storage.data_dir, "attachments", cutoff, report)
     paths = [p for ps in report.removed.values() for p in ps]
     if store is not None and paths:
         store.files_removed(paths)
     if store is not None:
-        verify(cfg, store, report)
+        verify(profile, storage.data_dir, store, report)
     for kind, n in report.counts().items():
         if n:
-            metrics.HOUSEKEEPING_REMOVED.labels(cfg.profile, kind).inc(n)
-    metrics.HOUSEKEEPING_LAST_RUN.labels(cfg.profile).set(time.time())
+            metrics.HOUSEKEEPING_REMOVED.labels(profile, kind).inc(n)
+    metrics.HOUSEKEEPING_LAST_RUN.labels(profile).set(time.time())
     log.info(
         "housekeeping done",
         extra={
@@ -118,15 +121,15 @@ class Housekeeper:
     """The schedule: once at start, then daily. A failing run is logged and retried the next
     time; it never stops the thread (a dead thread would fail the health check)."""
 
-    def __init__(self, cfg: Config, store: Store):
-        self.cfg, self.store = cfg, store
+    def __init__(self, profile: str, storage: StorageConfig, store: Store):
+        self.profile, self.storage, self.store = profile, storage, store
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                run_once(self.cfg, self.store)
+                run_once(self.profile, self.storage, self.store)
             except Exception:
                 log.exception("housekeeping failed; trying again at the next run")
-            due = next_run(self.cfg.housekeeping_at, datetime.now(UTC))
+            due = next_run(self.storage.housekeeping_at, datetime.now(UTC))
             log.info("housekeeping scheduled", extra={"next_run": due.isoformat()})
             stop.wait((due - datetime.now(UTC)).total_seconds())

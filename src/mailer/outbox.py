@@ -17,9 +17,10 @@ import ssl
 import threading
 from email.message import EmailMessage
 from email.utils import formatdate
+from pathlib import Path
 
 from mailer import metrics
-from mailer.config import Config
+from mailer.config import SmtpConfig, tls_context
 from mailer.store import Store
 
 log = logging.getLogger("mailer.outbox")
@@ -38,9 +39,9 @@ def backoff(attempts: int) -> float:
     return float(min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def build(cfg: Config, row: dict) -> EmailMessage:
+def build(from_address: str, row: dict) -> EmailMessage:
     msg = EmailMessage()
-    msg["From"] = cfg.smtp_from
+    msg["From"] = from_address
     msg["To"] = row["recipient"]
     msg["Subject"] = row["subject"]
     msg["Date"] = formatdate(localtime=False)
@@ -51,32 +52,32 @@ def build(cfg: Config, row: dict) -> EmailMessage:
 
 
 class SmtpSender:
-    def __init__(self, cfg: Config, timeout: float = 30.0):
-        self.cfg, self.timeout = cfg, timeout
-        self.name = f"{cfg.smtp_security}://{cfg.smtp_host}:{cfg.smtp_port}"
+    """The SMTP section's server; TLS trusts `ca_file` (MAIL_CA_FILE) or else the system store."""
+
+    def __init__(self, smtp: SmtpConfig, ca_file: Path | None = None, timeout: float = 30.0):
+        self.smtp, self.ca_file, self.timeout = smtp, ca_file, timeout
+        self.name = f"{smtp.security}://{smtp.host}:{smtp.port}"
 
     def _open(self) -> smtplib.SMTP:
         """Connected, TLS in place, logged in; SmtpUnavailable otherwise."""
-        cfg = self.cfg
+        cfg = self.smtp
         smtp: smtplib.SMTP | None = None
         try:
-            ctx = cfg.tls_context()
-            if cfg.smtp_security == "tls":
-                smtp = smtplib.SMTP_SSL(
-                    cfg.smtp_host, cfg.smtp_port, timeout=self.timeout, context=ctx
-                )
+            ctx = tls_context(self.ca_file)
+            if cfg.security == "tls":
+                smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=self.timeout, context=ctx)
             else:
-                smtp = smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=self.timeout)
-            if cfg.smtp_security == "starttls":
+                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=self.timeout)
+            if cfg.security == "starttls":
                 try:
                     smtp.starttls(context=ctx)
                 except smtplib.SMTPNotSupportedError as exc:
                     raise SmtpTlsError(
                         f"{self.name}: the server does not offer STARTTLS; not sending without TLS"
                     ) from exc
-            if cfg.smtp_user and cfg.smtp_password:
+            if cfg.user and cfg.password:
                 try:
-                    smtp.login(cfg.smtp_user, cfg.smtp_password)
+                    smtp.login(cfg.user, cfg.password)
                 except smtplib.SMTPAuthenticationError as exc:
                     raise SmtpUnavailable(
                         f"{self.name}: login refused ({exc.smtp_code} "
@@ -139,15 +140,16 @@ def _close(smtp: smtplib.SMTP | None) -> None:
 
 
 class OutboxWorker:
-    def __init__(self, cfg: Config, store: Store, sender: SmtpSender | None = None):
-        self.cfg, self.store = cfg, store
-        self.sender = sender or SmtpSender(cfg)
+    """Sends the profile's outbox rows through `sender`, From its SMTP section's address."""
+
+    def __init__(self, profile: str, sender: SmtpSender, store: Store):
+        self.profile, self.sender, self.store = profile, sender, store
 
     def run_once(self) -> int:
         rows = self.store.claim_outbox()
         for i, row in enumerate(rows):
             try:
-                self.sender.send(build(self.cfg, row))
+                self.sender.send(build(self.sender.smtp.from_address, row))
             except SmtpUnavailable as exc:
                 self._defer(rows[i:], exc)
                 return 0  # nothing went: the loop waits before the next pass
@@ -156,7 +158,7 @@ class OutboxWorker:
                 retry = None if final else backoff(row["attempts"])
                 self.store.outbox_failed(row["id"], f"{type(exc).__name__}: {exc}", retry)
                 metrics.SMTP_RESULTS.labels(
-                    self.cfg.profile, row["kind"], "failed" if final else "retry"
+                    self.profile, row["kind"], "failed" if final else "retry"
                 ).inc()
                 log.warning(
                     "outbound mail not sent",
@@ -169,7 +171,7 @@ class OutboxWorker:
                 )
                 continue
             self.store.outbox_sent(row["id"])
-            metrics.SMTP_RESULTS.labels(self.cfg.profile, row["kind"], "sent").inc()
+            metrics.SMTP_RESULTS.labels(self.profile, row["kind"], "sent").inc()
             log.info("outbound mail sent", extra={"kind": row["kind"], "attempt": row["attempts"]})
         return len(rows)
 
@@ -180,7 +182,7 @@ class OutboxWorker:
             retry = backoff(row["attempts"])
             delays.append(retry)
             self.store.outbox_failed(row["id"], str(exc), retry)
-            metrics.SMTP_RESULTS.labels(self.cfg.profile, row["kind"], "retry").inc()
+            metrics.SMTP_RESULTS.labels(self.profile, row["kind"], "retry").inc()
         log.warning(
             "outbound mail waits: SMTP server not usable",
             extra={"rows": len(rows), "retry_in_s": min(delays), "error": str(exc)},

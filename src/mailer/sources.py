@@ -26,10 +26,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from mailer import addresses
+from mailer.config import tls_context
 from mailer.spool import Spool
 
 if TYPE_CHECKING:
-    from mailer.config import Config
+    from pathlib import Path
+
+    from mailer.config import SourceConfig
 
 log = logging.getLogger("mailer.source")
 
@@ -568,23 +571,27 @@ class Source(Protocol):
         """Release what the source holds open."""
 
 
-def build_source(cfg: Config, spool: Spool | None = None) -> Source:
-    """The source SOURCE_PROTOCOL names, with the TLS settings and addresses of the profile."""
+def build_source(
+    source: SourceConfig,
+    addresses: tuple[str, ...],
+    ca_file: Path | None = None,
+    spool: Spool | None = None,
+) -> Source:
+    """The source SOURCE_PROTOCOL names, for the profile's `addresses`; TLS trusts `ca_file`
+    (MAIL_CA_FILE) or else the system store."""
     kw = dict(
-        security=cfg.source_security,
-        context=cfg.tls_context(),
-        addresses=cfg.addresses,
+        security=source.security,
+        context=tls_context(ca_file),
+        addresses=addresses,
         spool=spool,
     )
-    if cfg.source_kind == "pop3":
-        return Pop3Source(
-            cfg.source_host, cfg.source_port, cfg.source_user, cfg.source_password, **kw
-        )
+    if source.kind == "pop3":
+        return Pop3Source(source.host, source.port, source.user, source.password, **kw)
     return ImapSource(
-        cfg.source_host,
-        cfg.source_port,
-        cfg.source_user,
-        cfg.source_password,
-        mailbox=cfg.source_mailbox,
+        source.host,
+        source.port,
+        source.user,
+        source.password,
+        mailbox=source.mailbox,
         **kw,
     )

@@ -12,6 +12,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from mailer.config import DatabaseConfig
+
 log = logging.getLogger("mailer.store")
 
 # one advisory lock id for migrations, so two replicas starting together do not race
@@ -346,7 +348,13 @@ def _insert_attachment(cur: psycopg.Cursor, email_id: int, a: AttachmentRow) -> 
     )
 
 
-def conninfo(host: str, port: int, dbname: str, user: str, password: str) -> str:
+def conninfo(db: DatabaseConfig) -> str:
+    """The connection string for the database section (DB_*)."""
     return psycopg.conninfo.make_conninfo(
-        host=host, port=port, dbname=dbname, user=user, password=password, connect_timeout=10
+        host=db.host,
+        port=db.port,
+        dbname=db.name,
+        user=db.user,
+        password=db.password,
+        connect_timeout=10,
     )

@@ -123,7 +123,7 @@ def is_automatic(parsed: parsing.ParsedMail, raw: bytes, cfg: Config) -> bool:
     """Mail we must not acknowledge: from ourselves, a daemon, or marked auto-submitted
     (RFC 3834), so two auto-responders never loop. `raw` needs only the header block."""
     sender = parsed.sender
-    if not sender or sender in cfg.addresses or sender == cfg.smtp_from.lower():
+    if not sender or sender in cfg.addresses or sender == cfg.smtp.from_address.lower():
         return True
     if sender.split("@")[0] in {"mailer-daemon", "postmaster", "noreply", "no-reply"}:
         return True
@@ -169,7 +169,7 @@ class Worker:
         spool: Spool | None = None,
     ):
         self.cfg, self.store, self.queue = cfg, store, queue
-        self.spool = spool or Spool(cfg.data_dir, cfg.spool_threshold_bytes)
+        self.spool = spool or Spool(cfg.storage.data_dir, cfg.storage.spool_threshold_bytes)
         self.ollama, self.consumer = ollama, consumer
         self.busy = threading.Event()
         self.last_loop = time.monotonic()
@@ -409,7 +409,7 @@ class Worker:
         )
         notice = OutboxRow(
             "notification",
-            cfg.staff_address,
+            cfg.smtp.staff_address,
             SUBJECTS[cfg.profile]["unprocessed"].format(external_id=entry.external_id[:100]),
             f"{why}.\n\nexternal_id: {entry.external_id}\nraw size: {raw_size} bytes\n",
             self._outbox_id("notification", entry),
@@ -454,7 +454,7 @@ class Worker:
     def _attachment(
         self, position: int, att: parsing.Attachment, key: str, now: datetime
     ) -> AttachmentRow:
-        cfg = self.cfg
+        storage, scanner = self.cfg.storage, self.cfg.clamd
         data = att.content  # bytes, or the file of a part spilled from a large mail
         size = att.size
         row = AttachmentRow(
@@ -468,19 +468,19 @@ class Worker:
             storage_path=None,
             virus_scan_status="refused",
         )
-        if size > cfg.max_attachment_bytes:
-            row.refused_reason = f"too large: {size} > {cfg.max_attachment_bytes}"
+        if size > storage.max_attachment_bytes:
+            row.refused_reason = f"too large: {size} > {storage.max_attachment_bytes}"
             return row  # never stored, so never scanned; the raw mail keeps it
         try:  # every file is scanned before anything is decided or written (A4)
-            scan = clamd.scan(cfg.clamd_host, cfg.clamd_port, data, timeout=cfg.clamd_timeout)
+            scan = clamd.scan(scanner.host, scanner.port, data, timeout=scanner.timeout)
         except clamd.ClamdScanError as exc:
             row.virus_scan_status, row.refused_reason = "scan_failed", f"scan failed: {exc}"
             return row
         if scan.infected:
-            path = attachments.quarantine_path(cfg.data_dir, key, f"{position}-{att.filename}")
+            path = attachments.quarantine_path(storage.data_dir, key, f"{position}-{att.filename}")
             path = write_new(path, data, att.sha256)
             row.virus_scan_status, row.virus_signature = "infected", scan.signature
-            row.storage_path = str(path.relative_to(cfg.data_dir))
+            row.storage_path = str(path.relative_to(storage.data_dir))
             log.warning(
                 "infected attachment quarantined",
                 extra={
@@ -490,15 +490,15 @@ class Worker:
                 },
             )
             return row
-        decision = attachments.decide(att.filename, data, cfg.max_attachment_bytes)
+        decision = attachments.decide(att.filename, data, storage.max_attachment_bytes)
         if not decision.accepted:
             row.refused_reason = decision.reason
             return row
         name = att.filename if position == 0 else f"{position}-{att.filename}"
-        path = attachments.storage_path(cfg.data_dir, now, key, name)
+        path = attachments.storage_path(storage.data_dir, now, key, name)
         path = write_new(path, data, att.sha256)
         row.kind, row.virus_scan_status = decision.kind, "clean"
-        row.storage_path = str(path.relative_to(cfg.data_dir))
+        row.storage_path = str(path.relative_to(storage.data_dir))
         return row
 
     def _classify(self, parsed: parsing.ParsedMail) -> classify.Classification:
@@ -510,7 +510,7 @@ class Worker:
                 extra={
                     "category": result.category,
                     "latency_s": round(result.latency_s or 0.0, 3),
-                    "model": self.cfg.ollama_model,
+                    "model": self.cfg.ollama.model,
                 },
             )
         elif self.ollama is not None:
@@ -524,7 +524,7 @@ class Worker:
     def _outbox_id(self, kind: str, entry: Entry) -> str:
         """The Message-ID of an outbound mail: fixed per source mail and kind, so a resend after
         a crash is recognisable as the same mail."""
-        domain = self.cfg.smtp_from.rsplit("@", 1)[-1]
+        domain = self.cfg.smtp.from_address.rsplit("@", 1)[-1]
         stem = hashlib.sha256(f"{entry.source}|{entry.source_id}".encode()).hexdigest()[:24]
         return f"<{kind}.{stem}@{domain}>"
 
@@ -541,14 +541,14 @@ class Worker:
         rows = [
             OutboxRow(
                 "notification",
-                cfg.staff_address,
+                cfg.smtp.staff_address,
                 texts["notification"].format(category=result.category, subject=subject),
                 f"{result.summary}\n\nexternal_id: {entry.external_id}\n"
                 f"attachments: {len(parsed.attachments)}\n",
                 self._outbox_id("notification", entry),
             )
         ]
-        if cfg.send_acknowledgement and not is_automatic(parsed, head, cfg):
+        if cfg.smtp.send_acknowledgement and not is_automatic(parsed, head, cfg):
             rows.append(
                 OutboxRow(
                     "acknowledgement",

@@ -126,18 +126,15 @@ class Pipeline:
     def __init__(self, cfg, *, claim_idle_ms: int = 60_000):
         self.cfg = cfg
         self.redis = redis.Redis(
-            host=cfg.redis_host, port=cfg.redis_port, password=cfg.redis_password
+            host=cfg.redis.host, port=cfg.redis.port, password=cfg.redis.password
         )
-        self.store = Store(
-            conninfo(cfg.db_host, cfg.db_port, cfg.db_name, cfg.db_user, cfg.db_password),
-            max_size=2,
-        )
+        self.store = Store(conninfo(cfg.db), max_size=2)
         self.store.open(timeout=10)
         self.store.migrate()
         self.queue = MailQueue(self.redis, cfg.profile, claim_idle_ms=claim_idle_ms)
         self.queue.ensure_group()
         self.mailbox = Mailbox()
-        self.fetcher = Fetcher(cfg, self.mailbox, self.queue, self.store)
+        self.fetcher = Fetcher(cfg.profile, cfg.source, self.mailbox, self.queue, self.store)
 
     def worker(self, name: str = "w1") -> Worker:
         return Worker(self.cfg, self.store, self.queue, None, consumer=name)
@@ -196,7 +193,7 @@ def test_fetch_scan_store_acknowledge(pipeline):
         )
     )
     assert atts == {"befund.pdf": "clean", "eicar.com": "infected"}
-    stored = files(pipeline.cfg.data_dir)
+    stored = files(pipeline.cfg.storage.data_dir)
     pdf = next(p for p in stored if p.endswith("befund.pdf"))
     assert stored[pdf] == hashlib.sha256(PDF).hexdigest()
     assert any("quarantine" in p for p in stored), stored
@@ -212,12 +209,12 @@ def test_a_reused_message_id_writes_nothing(pipeline):
     pipeline.mailbox.mails["u1"] = mail("A", message_id="<same@x>", attachment=("r.pdf", PDF))
     pipeline.fetcher.poll_once()
     pipeline.drain(pipeline.worker())
-    before = files(pipeline.cfg.data_dir)
+    before = files(pipeline.cfg.storage.data_dir)
     other = PDF.replace(b"Catalog", b"Katalog")
     pipeline.mailbox.mails["u2"] = mail("B", message_id="<same@x>", attachment=("r.pdf", other))
     pipeline.fetcher.poll_once()
     pipeline.drain(pipeline.worker())
-    assert files(pipeline.cfg.data_dir) == before
+    assert files(pipeline.cfg.storage.data_dir) == before
     assert pipeline.rows("SELECT count(*) FROM emails") == [(1,)]
     assert pipeline.rows("SELECT source_id FROM duplicates") == [("u2",)]
 

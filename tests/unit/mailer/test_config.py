@@ -1,10 +1,12 @@
 """mailer.config: environment -> Config, every problem reported at once, secrets only from files."""
 
+import json
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import pytest
 
-from mailer.config import Config, ConfigError, describe, load_config
+from mailer.config import Config, ConfigError, describe, load_config, tls_context
 
 pytestmark = pytest.mark.unit
 
@@ -58,35 +60,35 @@ def test_minimal_config_and_defaults(env):
     assert isinstance(cfg, Config)
     assert cfg.profile == "praxis"
     assert cfg.addresses == ("praxis@praxis.example", "termine@praxis.example")
-    assert (cfg.source_protocol, cfg.source_host, cfg.source_port) == ("imaps", "mail.example", 993)
-    assert cfg.source_user == "praxis@praxis.example"
-    assert cfg.source_password == SOURCE_PW  # trailing newline stripped
-    assert cfg.source_mailbox == "INBOX"
-    assert cfg.poll_seconds == 5.0
-    assert cfg.delete_after_store is False
-    assert (cfg.redis_host, cfg.redis_port, cfg.redis_password) == ("redis", 6379, REDIS_PW)
-    assert (cfg.db_host, cfg.db_port, cfg.db_name, cfg.db_user) == (
+    assert (cfg.source.protocol, cfg.source.host, cfg.source.port) == ("imaps", "mail.example", 993)
+    assert cfg.source.user == "praxis@praxis.example"
+    assert cfg.source.password == SOURCE_PW  # trailing newline stripped
+    assert cfg.source.mailbox == "INBOX"
+    assert cfg.source.poll_seconds == 5.0
+    assert cfg.source.delete_after_store is False
+    assert (cfg.redis.host, cfg.redis.port, cfg.redis.password) == ("redis", 6379, REDIS_PW)
+    assert (cfg.db.host, cfg.db.port, cfg.db.name, cfg.db.user) == (
         "postgres",
         5432,
         "praxis",
         "praxis",
     )
-    assert cfg.db_password == DB_PW  # CRLF stripped
-    assert cfg.db_pool_max == 5
-    assert (cfg.clamd_host, cfg.clamd_port, cfg.clamd_timeout) == ("clamav", 3310, 30.0)
-    assert cfg.ollama_url is None
-    assert cfg.ollama_model == "llama3.2:3b"
-    assert cfg.ollama_timeout == 20.0
-    assert (cfg.smtp_host, cfg.smtp_port, cfg.smtp_security) == ("mailpit", 25, "none")
-    assert cfg.smtp_user is None and cfg.smtp_password is None
-    assert cfg.smtp_from == "praxis@praxis.example"
-    assert cfg.staff_address == "team@praxis.example"
-    assert cfg.send_acknowledgement is True
-    assert cfg.data_dir == Path("/app/data")
-    assert cfg.max_attachment_bytes == 50 * 1024 * 1024
-    assert cfg.http_port == 8000
-    assert cfg.log_level == "INFO"
-    assert cfg.worker_id  # the host name
+    assert cfg.db.password == DB_PW  # CRLF stripped
+    assert cfg.db.pool_max == 5
+    assert (cfg.clamd.host, cfg.clamd.port, cfg.clamd.timeout) == ("clamav", 3310, 30.0)
+    assert cfg.ollama.url is None
+    assert cfg.ollama.model == "llama3.2:3b"
+    assert cfg.ollama.timeout == 20.0
+    assert (cfg.smtp.host, cfg.smtp.port, cfg.smtp.security) == ("mailpit", 25, "none")
+    assert cfg.smtp.user is None and cfg.smtp.password is None
+    assert cfg.smtp.from_address == "praxis@praxis.example"
+    assert cfg.smtp.staff_address == "team@praxis.example"
+    assert cfg.smtp.send_acknowledgement is True
+    assert cfg.storage.data_dir == Path("/app/data")
+    assert cfg.storage.max_attachment_bytes == 50 * 1024 * 1024
+    assert cfg.process.http_port == 8000
+    assert cfg.process.log_level == "INFO"
+    assert cfg.process.worker_id  # the host name
 
 
 @pytest.mark.parametrize(
@@ -104,9 +106,9 @@ def test_source_port_defaults_by_protocol(env, protocol, port, kind, security):
     env["SOURCE_PROTOCOL"] = protocol
     env["ALLOW_PLAINTEXT_AUTH"] = "1"
     cfg = load_config(env)
-    assert cfg.source_port == port
-    assert cfg.source_protocol == protocol.lower()
-    assert (cfg.source_kind, cfg.source_security) == (kind, security)
+    assert cfg.source.port == port
+    assert cfg.source.protocol == protocol.lower()
+    assert (cfg.source.kind, cfg.source.security) == (kind, security)
 
 
 @pytest.mark.parametrize("protocol", ["pop3", "imap"])
@@ -130,26 +132,26 @@ def test_smtp_auth_without_tls_is_refused_unless_allowed(env, secrets_dir):
         "SMTP_SECURITY=none with SMTP_USER set sends the SMTP password unencrypted"
     )
     env["ALLOW_PLAINTEXT_AUTH"] = "yes"
-    assert load_config(env).smtp_password == SMTP_PW
+    assert load_config(env).smtp.password == SMTP_PW
     del env["ALLOW_PLAINTEXT_AUTH"]
     for security in ("starttls", "tls"):
         env["SMTP_SECURITY"] = security
-        assert load_config(env).smtp_user == "mailer"
+        assert load_config(env).smtp.user == "mailer"
 
 
 def test_smtp_without_login_may_be_plain(env):
     env["SMTP_SECURITY"] = "none"  # no password crosses the network: no switch needed
-    assert load_config(env).smtp_security == "none"
+    assert load_config(env).smtp.security == "none"
 
 
 def test_smtp_pass_file_and_its_older_name(env, secrets_dir):
     env.update({"SMTP_USER": "mailer", "SMTP_SECURITY": "tls"})
     env["SMTP_PASS_FILE"] = str(secrets_dir / "smtp")
-    assert load_config(env).smtp_password == SMTP_PW
+    assert load_config(env).smtp.password == SMTP_PW
     env["SMTP_PASSWORD_FILE"] = str(secrets_dir / "smtp")  # the same file: accepted
-    assert load_config(env).smtp_password == SMTP_PW
+    assert load_config(env).smtp.password == SMTP_PW
     del env["SMTP_PASS_FILE"]
-    assert load_config(env).smtp_password == SMTP_PW  # the older name alone
+    assert load_config(env).smtp.password == SMTP_PW  # the older name alone
     env["SMTP_PASS_FILE"] = str(secrets_dir / "db")
     assert any(
         p.startswith("SMTP_PASS_FILE and SMTP_PASSWORD_FILE name different files")
@@ -173,7 +175,7 @@ def test_mail_ca_file(env, tmp_path):
     env["MAIL_CA_FILE"] = str(ca)
     cfg = load_config(env)
     assert cfg.mail_ca_file == ca
-    ctx = cfg.tls_context()
+    ctx = tls_context(cfg.mail_ca_file)
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
     assert ctx.cert_store_stats()["x509_ca"] == 1  # that CA and nothing else
     assert describe(cfg)["mail_ca_file"] == str(ca)
@@ -237,7 +239,7 @@ def test_mail_ca_file_is_a_directory(env, tmp_path):
 @pytest.mark.parametrize(("security", "port"), [("none", 25), ("starttls", 587), ("tls", 465)])
 def test_smtp_port_defaults_by_security(env, security, port):
     env["SMTP_SECURITY"] = security
-    assert load_config(env).smtp_port == port
+    assert load_config(env).smtp.port == port
 
 
 def test_every_setting_can_be_overridden(env, secrets_dir):
@@ -272,41 +274,45 @@ def test_every_setting_can_be_overridden(env, secrets_dir):
     )
     cfg = load_config(env)
     assert cfg.profile == "ecom"
-    assert (cfg.source_port, cfg.source_mailbox, cfg.poll_seconds) == (1110, "Orders", 0.5)
-    assert cfg.delete_after_store is True
-    assert (cfg.redis_port, cfg.db_port, cfg.db_name, cfg.db_user) == (
+    assert (cfg.source.port, cfg.source.mailbox, cfg.source.poll_seconds) == (1110, "Orders", 0.5)
+    assert cfg.source.delete_after_store is True
+    assert (cfg.redis.port, cfg.db.port, cfg.db.name, cfg.db.user) == (
         6380,
         5433,
         "shop",
         "shop_app",
     )
-    assert cfg.db_pool_max == 20
-    assert (cfg.clamd_port, cfg.clamd_timeout) == (3311, 10.0)
-    assert cfg.ollama_url == "http://host.docker.internal:11434"  # trailing slash dropped
-    assert (cfg.ollama_model, cfg.ollama_timeout) == ("qwen2.5:7b", 15.5)
-    assert (cfg.smtp_port, cfg.smtp_security) == (1025, "starttls")
-    assert (cfg.smtp_user, cfg.smtp_password) == ("mailer", SMTP_PW)
-    assert cfg.send_acknowledgement is False
-    assert cfg.data_dir == Path("/srv/data")
-    assert cfg.max_attachment_bytes == 10 * 1024 * 1024
-    assert (cfg.http_port, cfg.log_level, cfg.worker_id) == (9000, "DEBUG", "ecom-worker-1")
+    assert cfg.db.pool_max == 20
+    assert (cfg.clamd.port, cfg.clamd.timeout) == (3311, 10.0)
+    assert cfg.ollama.url == "http://host.docker.internal:11434"  # trailing slash dropped
+    assert (cfg.ollama.model, cfg.ollama.timeout) == ("qwen2.5:7b", 15.5)
+    assert (cfg.smtp.port, cfg.smtp.security) == (1025, "starttls")
+    assert (cfg.smtp.user, cfg.smtp.password) == ("mailer", SMTP_PW)
+    assert cfg.smtp.send_acknowledgement is False
+    assert cfg.storage.data_dir == Path("/srv/data")
+    assert cfg.storage.max_attachment_bytes == 10 * 1024 * 1024
+    assert (cfg.process.http_port, cfg.process.log_level, cfg.process.worker_id) == (
+        9000,
+        "DEBUG",
+        "ecom-worker-1",
+    )
 
 
 def test_db_name_and_user_default_to_the_profile(env):
     env["MAILER_PROFILE"] = "ecom"
     cfg = load_config(env)
-    assert (cfg.db_name, cfg.db_user) == ("ecom", "ecom")
+    assert (cfg.db.name, cfg.db.user) == ("ecom", "ecom")
 
 
 def test_empty_ollama_url_disables_ai(env):
     env["OLLAMA_URL"] = "  "
-    assert load_config(env).ollama_url is None
+    assert load_config(env).ollama.url is None
 
 
 def test_worker_id_defaults_to_hostname(env):
     import socket
 
-    assert load_config(env).worker_id == socket.gethostname()
+    assert load_config(env).process.worker_id == socket.gethostname()
 
 
 def test_missing_required_variables_are_all_listed(env):
@@ -388,13 +394,13 @@ def test_addresses_are_lower_cased_and_deduplicated(env):
 @pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "on"])
 def test_true_values(env, value):
     env["SOURCE_DELETE_AFTER_STORE"] = value
-    assert load_config(env).delete_after_store is True
+    assert load_config(env).source.delete_after_store is True
 
 
 @pytest.mark.parametrize("value", ["0", "false", "No", "off"])
 def test_false_values(env, value):
     env["SEND_ACKNOWLEDGEMENT"] = value
-    assert load_config(env).send_acknowledgement is False
+    assert load_config(env).smtp.send_acknowledgement is False
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -424,7 +430,7 @@ def test_secret_and_secret_file_together(env):
 
 def test_empty_plain_secret_variable_is_ignored(env):
     env["DB_PASSWORD"] = ""
-    assert load_config(env).db_password == DB_PW
+    assert load_config(env).db.password == DB_PW
 
 
 def test_missing_secret_file(env, tmp_path):
@@ -476,7 +482,7 @@ def test_secret_keeps_inner_and_leading_whitespace(env, tmp_path):
     path = tmp_path / "spaced"
     path.write_text(" pass word \n")
     env["DB_PASSWORD_FILE"] = str(path)
-    assert load_config(env).db_password == " pass word "
+    assert load_config(env).db.password == " pass word "
 
 
 @pytest.mark.parametrize("password_var", ["SMTP_PASS_FILE", "SMTP_PASSWORD_FILE"])
@@ -513,26 +519,38 @@ def test_secrets_and_describe(env, secrets_dir):
     cfg = load_config(env)
     assert set(cfg.secrets()) == {SOURCE_PW, REDIS_PW, DB_PW, SMTP_PW}
     summary = describe(cfg)
-    assert summary["source_password"] == "set"
-    assert summary["smtp_password"] == "set"
-    assert summary["data_dir"] == "/app/data"
+    assert summary["source"]["password"] == "set"
+    assert summary["smtp"]["password"] == "set"
+    assert summary["storage"]["data_dir"] == "/app/data"
     assert summary["addresses"] == ["praxis@praxis.example", "termine@praxis.example"]
-    assert summary["smtp_user"] == "mailer"
+    assert summary["smtp"]["user"] == "mailer"
+    assert summary["db"]["pool_max"] == 5
     flat = repr(summary)
     for secret in cfg.secrets():
         assert secret not in flat
-    assert set(summary) == set(Config.__dataclass_fields__)
+    json.dumps(summary)  # loggable as it is
+    # every setting of every section is there, every secret field only as set/unset
+    assert set(summary) == {f.name for f in fields(Config)}
+    secret_fields = []
+    for f in fields(Config):
+        if is_dataclass(section := getattr(cfg, f.name)):
+            assert set(summary[f.name]) == {g.name for g in fields(section)}, f.name
+            for g in fields(section):
+                if g.metadata.get("secret"):
+                    secret_fields.append(f"{f.name}.{g.name}")
+                    assert summary[f.name][g.name] == "set"
+    assert secret_fields == ["source.password", "redis.password", "db.password", "smtp.password"]
 
 
 def test_describe_unset_smtp_password(env):
     cfg = load_config(env)
-    assert describe(cfg)["smtp_password"] == "unset"
+    assert describe(cfg)["smtp"]["password"] == "unset"
     assert cfg.secrets() == (SOURCE_PW, REDIS_PW, DB_PW)
 
 
 def test_repr_does_not_leak_secrets(env):
     text = repr(load_config(env))
-    assert "Config(" in text
+    assert "Config(" in text and "SourceConfig(" in text and "DatabaseConfig(" in text
     for secret in (SOURCE_PW, REDIS_PW, DB_PW):
         assert secret not in text
 
@@ -541,3 +559,5 @@ def test_config_is_frozen(env):
     cfg = load_config(env)
     with pytest.raises(AttributeError):
         cfg.profile = "ecom"
+    with pytest.raises(AttributeError):
+        cfg.source.host = "elsewhere"

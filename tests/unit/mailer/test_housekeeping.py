@@ -18,7 +18,8 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def cfg(tmp_path):
+def storage(tmp_path):
+    """The storage section (all housekeeping reads), its data directory in tmp_path."""
     (tmp_path / "pw").write_text("x")
     env = {
         "MAILER_PROFILE": "ecom",
@@ -36,52 +37,54 @@ def cfg(tmp_path):
         "SMTP_FROM": "ecom@example.com",
         "STAFF_ADDRESS": "orders@example.com",
     }
-    return replace(load_config(env), data_dir=tmp_path / "data")
+    return replace(load_config(env).storage, data_dir=tmp_path / "data")
 
 
-def put(cfg, rel: str, age_days: float) -> None:
-    path = cfg.data_dir / rel
+def put(storage, rel: str, age_days: float) -> None:
+    path = storage.data_dir / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"x" * 10)
     t = (NOW - timedelta(days=age_days)).timestamp()
     os.utime(path, (t, t))
 
 
-def present(cfg) -> set[str]:
-    return {str(p.relative_to(cfg.data_dir)) for p in cfg.data_dir.rglob("*") if p.is_file()}
+def present(storage) -> set[str]:
+    return {
+        str(p.relative_to(storage.data_dir)) for p in storage.data_dir.rglob("*") if p.is_file()
+    }
 
 
-def test_quarantine_goes_after_its_retention_the_rest_stays(cfg):
-    put(cfg, "quarantine/old-mail/0-virus.exe", 31)
-    put(cfg, "quarantine/new-mail/0-virus.exe", 29)
-    put(cfg, "attachments/2025/01/old-mail/invoice.pdf", 400)
-    put(cfg, "raw/2025/01/abc.eml", 400)
-    put(cfg, "spool/abc.eml", 400)
-    report = run_once(cfg, None, NOW)
+def test_quarantine_goes_after_its_retention_the_rest_stays(storage):
+    put(storage, "quarantine/old-mail/0-virus.exe", 31)
+    put(storage, "quarantine/new-mail/0-virus.exe", 29)
+    put(storage, "attachments/2025/01/old-mail/invoice.pdf", 400)
+    put(storage, "raw/2025/01/abc.eml", 400)
+    put(storage, "spool/abc.eml", 400)
+    report = run_once("ecom", storage, None, NOW)
     assert report.counts() == {"quarantine": 1}
     assert report.removed["quarantine"] == ["quarantine/old-mail/0-virus.exe"]
     assert report.bytes_freed == 10
-    assert present(cfg) == {
+    assert present(storage) == {
         "quarantine/new-mail/0-virus.exe",
         "attachments/2025/01/old-mail/invoice.pdf",
         "raw/2025/01/abc.eml",
         "spool/abc.eml",
     }
-    assert not (cfg.data_dir / "quarantine" / "old-mail").exists(), "empty directory left"
-    assert (cfg.data_dir / "quarantine").is_dir()
+    assert not (storage.data_dir / "quarantine" / "old-mail").exists(), "empty directory left"
+    assert (storage.data_dir / "quarantine").is_dir()
 
 
-def test_attachments_go_only_with_a_local_retention(cfg):
-    cfg = replace(cfg, attachment_retention_days=30)
-    put(cfg, "attachments/2026/09/a/old.pdf", 45)
-    put(cfg, "attachments/2026/11/b/new.pdf", 2)
-    report = run_once(cfg, None, NOW)
+def test_attachments_go_only_with_a_local_retention(storage):
+    storage = replace(storage, attachment_retention_days=30)
+    put(storage, "attachments/2026/09/a/old.pdf", 45)
+    put(storage, "attachments/2026/11/b/new.pdf", 2)
+    report = run_once("ecom", storage, None, NOW)
     assert report.removed["attachments"] == ["attachments/2026/09/a/old.pdf"]
-    assert present(cfg) == {"attachments/2026/11/b/new.pdf"}
+    assert present(storage) == {"attachments/2026/11/b/new.pdf"}
 
 
-def test_nothing_to_do_on_a_new_volume(cfg):
-    assert run_once(cfg, None, NOW).counts() == {}
+def test_nothing_to_do_on_a_new_volume(storage):
+    assert run_once("ecom", storage, None, NOW).counts() == {}
 
 
 def utc(*parts: int) -> datetime:

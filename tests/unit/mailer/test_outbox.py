@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from tests.unit.mailer.test_sources import (  # the PKI and fakes, shared
@@ -24,25 +23,28 @@ from tests.unit.mailer.test_sources import (  # the PKI and fakes, shared
 
 from mailer import app as service
 from mailer import metrics, outbox
-from mailer.config import tls_context
+from mailer.config import SmtpConfig
 from mailer.outbox import OutboxWorker, SmtpSender, SmtpTlsError
 
 pytestmark = pytest.mark.unit
 
 USER = "praxis@gmail.example"
+PROFILE = "unit-outbox"
 
 
-def smtp_cfg(port: int, security: str, ca: Path, password: str = PASSWORD, user: str = USER):
-    return SimpleNamespace(
-        profile="unit-outbox",
-        smtp_host="127.0.0.1",
-        smtp_port=port,
-        smtp_security=security,
-        smtp_user=user,
-        smtp_password=password,
-        smtp_from=OURS,
-        tls_context=lambda: tls_context(ca),
+def sender(port: int, security: str, ca: Path, password: str = PASSWORD, user: str = USER):
+    """The SMTP section for the fake server on 127.0.0.1, trusting `ca`."""
+    smtp = SmtpConfig(
+        host="127.0.0.1",
+        port=port,
+        security=security,
+        user=user,
+        password=password,
+        from_address=OURS,
+        staff_address="team@praxis.example",
+        send_acknowledgement=True,
     )
+    return SmtpSender(smtp, ca)
 
 
 def row(i: int, attempts: int = 1, kind: str = "notification") -> dict:
@@ -77,7 +79,7 @@ def test_sends_with_auth_over_tls(servers, pki, security, implicit):
     fake = SmtpServerFake()
     server = servers(fake.session, pki.server, implicit=implicit)
     store = FakeStore([row(1), row(2)])
-    worker = OutboxWorker(smtp_cfg(server.port, security, pki.ca), store)
+    worker = OutboxWorker(PROFILE, sender(server.port, security, pki.ca), store)
     assert worker.run_once() == 2
     assert store.sent == [1, 2] and store.failed == []
     assert fake.logins == [USER, USER]
@@ -87,16 +89,16 @@ def test_sends_with_auth_over_tls(servers, pki, security, implicit):
 
 def test_wrong_ca_is_refused_naming_the_problem(servers, pki):
     server = servers(SmtpServerFake().session, pki.server, implicit=True)
-    sender = SmtpSender(smtp_cfg(server.port, "tls", pki.other_ca))
+    untrusting = sender(server.port, "tls", pki.other_ca)
     with pytest.raises(SmtpTlsError, match="unable to get local issuer certificate"):
-        sender.check()
+        untrusting.check()
 
 
 def test_starttls_with_a_certificate_by_another_ca_is_refused(servers, pki):
     fake = SmtpServerFake()
     server = servers(fake.session, pki.server_by_other, implicit=False)
     with pytest.raises(SmtpTlsError, match="TLS certificate refused"):
-        SmtpSender(smtp_cfg(server.port, "starttls", pki.ca)).check()
+        sender(server.port, "starttls", pki.ca).check()
     assert fake.logins == []
 
 
@@ -104,7 +106,7 @@ def test_starttls_not_offered_is_refused_before_auth(servers, pki):
     fake = SmtpServerFake(starttls=False)
     server = servers(fake.session, pki.server, implicit=False)
     with pytest.raises(SmtpTlsError, match="does not offer STARTTLS"):
-        SmtpSender(smtp_cfg(server.port, "starttls", pki.ca)).check()
+        sender(server.port, "starttls", pki.ca).check()
     assert fake.logins == [] and not any(c.startswith("AUTH") for c in server.commands)
 
 
@@ -113,12 +115,12 @@ def test_wrong_password_defers_every_row_with_backoff_and_logs_once(servers, pki
     server = servers(fake.session, pki.server, implicit=True)
     rows = [row(1, attempts=outbox.MAX_ATTEMPTS), row(2, attempts=3), row(3)]
     store = FakeStore(rows)
-    cfg = smtp_cfg(server.port, "tls", pki.ca, password="wrong-Secret-77")
+    wrong = sender(server.port, "tls", pki.ca, password="wrong-Secret-77")
     before = metrics.REGISTRY.get_sample_value(
         "smtp_send_total", {"profile": "unit-outbox", "kind": "notification", "result": "retry"}
     )
     caplog.set_level(logging.INFO, logger="mailer.outbox")
-    assert OutboxWorker(cfg, store).run_once() == 0
+    assert OutboxWorker(PROFILE, wrong, store).run_once() == 0
     assert fake.logins == [USER]  # one failed login a pass, not one a row
     assert store.sent == []
     assert [(i, retry) for i, _e, retry in store.failed] == [
@@ -144,7 +146,7 @@ def test_server_down_defers_rows(pki):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     store = FakeStore([row(1, attempts=outbox.MAX_ATTEMPTS)])
-    OutboxWorker(smtp_cfg(port, "tls", pki.ca), store).run_once()
+    OutboxWorker(PROFILE, sender(port, "tls", pki.ca), store).run_once()
     assert store.failed[0][2] == outbox.backoff(outbox.MAX_ATTEMPTS)  # retried, not dropped
 
 
@@ -152,23 +154,23 @@ def test_a_recipient_refused_counts_towards_the_rows_attempts(servers, pki):
     fake = SmtpServerFake(reject_rcpt=True)
     server = servers(fake.session, pki.server, implicit=True)
     store = FakeStore([row(1, attempts=outbox.MAX_ATTEMPTS), row(2, attempts=1)])
-    OutboxWorker(smtp_cfg(server.port, "tls", pki.ca), store).run_once()
+    OutboxWorker(PROFILE, sender(server.port, "tls", pki.ca), store).run_once()
     assert [(i, retry) for i, _e, retry in store.failed] == [(1, None), (2, outbox.backoff(1))]
 
 
 def test_check_smtp_at_start(servers, pki, caplog):
     caplog.set_level(logging.INFO, logger="mailer")
     good = servers(SmtpServerFake().session, pki.server, implicit=True)
-    assert service.check_smtp(SmtpSender(smtp_cfg(good.port, "tls", pki.ca)))
-    wrong_ca = SmtpSender(smtp_cfg(good.port, "tls", pki.other_ca))
+    assert service.check_smtp(sender(good.port, "tls", pki.ca))
+    wrong_ca = sender(good.port, "tls", pki.other_ca)
     assert not service.check_smtp(wrong_ca)  # exit code 2
     assert any("exiting with code 2" in r.getMessage() for r in caplog.records)
-    bad_password = SmtpSender(smtp_cfg(good.port, "tls", pki.ca, password="nope-nope"))
+    bad_password = sender(good.port, "tls", pki.ca, password="nope-nope")
     assert service.check_smtp(bad_password)  # logged; the outbox retries
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert service.check_smtp(SmtpSender(smtp_cfg(port, "tls", pki.ca)))  # down: mail waits
+    assert service.check_smtp(sender(port, "tls", pki.ca))  # down: mail waits
 
 
 def test_smtp_with_an_untrusted_certificate_at_start_exits_2(servers, pki, main_env, caplog):

@@ -536,9 +536,10 @@ def test_a_mail_that_cannot_be_fetched_is_skipped_after_3_tries(servers, pki, ca
         fail_retr={1},
     )
     server = servers(box.session, pki.server, implicit=True)
-    cfg = SimpleNamespace(profile="unit-skip", poll_seconds=0.01, delete_after_store=False)
+    settings = SimpleNamespace(poll_seconds=0.01, delete_after_store=False)
+    profile = "unit-skip"
     queue = _Queue()
-    fetcher = Fetcher(cfg, pop3(server, pki.ca, "tls"), queue, _Store())
+    fetcher = Fetcher(profile, settings, pop3(server, pki.ca, "tls"), queue, _Store())
     assert _sample("mailbox_fetch_skipped_total", "unit-skip") == 0.0  # exists from the start
     stop = threading.Event()
     caplog.set_level(logging.INFO, logger="mailer")
@@ -582,9 +583,10 @@ def test_imap_a_mail_that_cannot_be_fetched_is_skipped_after_3_tries(servers, pk
     box = ImapBox([mail(OURS, "broken"), mail(OURS, "fine")], fail_fetch={1})
     server = servers(box.session, pki.server, implicit=True)
     source = imap(server, pki.ca, "tls")
-    cfg = SimpleNamespace(profile="unit-skip-imap", poll_seconds=0.01, delete_after_store=False)
+    settings = SimpleNamespace(poll_seconds=0.01, delete_after_store=False)
+    profile = "unit-skip-imap"
     queue = _Queue()
-    fetcher = Fetcher(cfg, source, queue, _Store())
+    fetcher = Fetcher(profile, settings, source, queue, _Store())
     try:
         for _ in range(FETCH_ATTEMPTS):
             with pytest.raises(MailFetchError) as err:

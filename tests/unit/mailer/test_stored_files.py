@@ -77,17 +77,12 @@ class FakeStore:
 
 
 def test_verify_reports_changed_and_missing_files(tmp_path):
-    from mailer.config import Config
-
-    cfg = Config.__new__(Config)  # only data_dir and profile are read
-    object.__setattr__(cfg, "data_dir", tmp_path)
-    object.__setattr__(cfg, "profile", "ecom")
     (tmp_path / "ok.pdf").write_bytes(b"ok")
     (tmp_path / "changed.pdf").write_bytes(b"swapped")
     rows = [(1, "ok.pdf", sha(b"ok")), (2, "changed.pdf", sha(b"orig")), (3, "gone.pdf", "00")]
     before = metrics.ATTACHMENT_INTEGRITY.labels("ecom", "changed")._value.get()
     report = Report()
-    verify(cfg, FakeStore(rows), report)
+    verify("ecom", tmp_path, FakeStore(rows), report)
     assert report.integrity == [("changed.pdf", "changed"), ("gone.pdf", "missing")]
     assert metrics.ATTACHMENT_INTEGRITY.labels("ecom", "changed")._value.get() == before + 1
     assert os.path.exists(tmp_path / "changed.pdf")  # reported, not touched

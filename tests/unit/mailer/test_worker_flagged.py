@@ -36,10 +36,8 @@ class Queue:
 def test_a_flagged_entry_is_stored_unprocessed_with_its_reason(tmp_path):
     cfg = SimpleNamespace(
         profile="ecom",
-        data_dir=tmp_path,
-        spool_threshold_bytes=1 << 22,
-        staff_address="orders@example.com",
-        smtp_from="ecom@example.com",
+        storage=SimpleNamespace(data_dir=tmp_path, spool_threshold_bytes=1 << 22),
+        smtp=SimpleNamespace(staff_address="orders@example.com", from_address="ecom@example.com"),
     )
     store, queue = Store(), Queue()
     worker = Worker(cfg, store, queue, None, "ecom-1")
