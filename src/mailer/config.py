@@ -1,4 +1,11 @@
-"""The mailer's configuration, read from environment variables (see Config for the names).
+"""The mailer's configuration, read from environment variables (the readers `_source`, `_redis`,
+... below name them; docs/configuration.md lists them).
+
+Config holds the profile, its addresses and one frozen section per component: `source`
+(SourceConfig: the fetcher and its mailbox), `redis`, `db`, `clamd`, `ollama`, `smtp` (the outbox
+and the worker's staff notifications and acknowledgements), `storage` (the data volume, its
+limits and housekeeping) and `process`; MAIL_CA_FILE and ALLOW_PLAINTEXT_AUTH, which several
+parts share, stay on Config. Each part is built from its own section (mailer.app).
 
 Secrets are only ever read from files named by `*_FILE` variables (requirement S1): a plain
 `SOURCE_PASSWORD` (etc.) is refused. A password never travels unencrypted: plaintext IMAP/POP3,
