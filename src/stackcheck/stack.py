@@ -1,4 +1,5 @@
-"""The stack under test: lifecycle per mode, service handles, and ready clients."""
+"""The stack under test: lifecycle per mode, and the service handles (stackcheck.services), which
+it makes on one Engine (the Docker client, the project, the mutation guard)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ from functools import cached_property
 from pathlib import Path
 
 import docker
-import httpx
-import psycopg
-import redis as redis_lib
 
 from stackcheck.compose import Compose
 from stackcheck.mode import Mode, StackConfig
-from stackcheck.services.base import Service, SwarmService
+from stackcheck.services import Engine, Service, handle
 
 
 class StackError(RuntimeError):
@@ -92,8 +90,21 @@ class Stack:
             return secrets_dir()
         return self.config.stack_dir / "secrets"
 
+    @cached_property
+    def engine(self) -> Engine:
+        """What every handle of this stack shares; made once the engine answers."""
+        return Engine(
+            docker=self.docker,
+            project=self.config.project,
+            secrets_dir=self.secrets_dir,
+            external=self.config.mode is Mode.EXTERNAL,
+            swarm=self.is_swarm,
+            progress=self.progress,
+            peer=lambda name: self.service(name) if self.has(name) else None,
+        )
+
     def _handle(self, name: str) -> Service:
-        return SwarmService(self, name) if self.is_swarm else Service(self, name)
+        return handle(self.engine, name)
 
     def platform(self) -> str:
         """What the stack runs on, for the evidence: compose, or swarm with its nodes."""
@@ -233,55 +244,15 @@ class Stack:
         args = ["down", "--remove-orphans", "--timeout", "30"] + (["--volumes"] if volumes else [])
         self.compose.run(*args, timeout=300)
 
-    # --- secrets and clients ---------------------------------------------------------------
+    # --- secrets ---------------------------------------------------------------------------
     def secret(self, name: str, *, service: str | None = None) -> str:
         """A secret's value: from stack/secrets on this host, or, where this user may not read
         it (mode 0400, owned by the service's uid), from inside the service that mounts it."""
+        if service is not None:
+            return self.service(service).secret(name)
         path: Path = self.secrets_dir / name
         try:
             return path.read_text(encoding="utf-8").strip()
-        except PermissionError:
-            if service is None:
-                raise
         except FileNotFoundError:
-            if service is None:
-                raise StackError(
-                    f"secret {name!r} is not in {path.parent}; run `./run setup`"
-                ) from None
-        res = self.service(service).exec(["cat", f"/run/secrets/{name}"])
-        if res.exit_code != 0:
-            raise StackError(f"cannot read secret {name!r} from {service}: {res.output.strip()}")
-        return res.output.strip()
-
-    def postgres(
-        self,
-        dbname: str = "postgres",
-        *,
-        user: str = "postgres",
-        password_secret: str = "postgres_password",
-        connect_timeout: int = 10,
-    ) -> psycopg.Connection:
-        port = self.service("postgres").port(5432)
-        return psycopg.connect(
-            host=port.host,
-            port=port.port,
-            dbname=dbname,
-            user=user,
-            password=self.secret(password_secret, service="postgres"),
-            connect_timeout=connect_timeout,
-            application_name="stackcheck",
-        )
-
-    def redis(self) -> redis_lib.Redis:
-        port = self.service("redis").port(6379)
-        return redis_lib.Redis(
-            host=port.host,
-            port=port.port,
-            socket_timeout=10,
-            decode_responses=True,
-            password=self.secret("redis_password", service="redis"),
-        )
-
-    def http(self, service: str, container_port: int, **kwargs) -> httpx.Client:
-        port = self.service(service).port(container_port)
-        return httpx.Client(base_url=f"http://{port.host}:{port.port}", timeout=10, **kwargs)
+            missing = f"secret {name!r} is not in {path.parent}; run `./run setup`"
+            raise StackError(missing) from None

@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from stackcheck.mailflow import PROFILES, Pop3Reader, header_text
+from stackcheck.mailflow import PROFILES, header_text
 from stackcheck.waits import wait_for
 
 pytestmark = [
@@ -36,13 +36,7 @@ LIFECYCLE = {"create", "start", "restart", "stop", "kill", "die", "destroy", "pa
 
 
 def _notifications(stack) -> float:
-    res = stack.service("alertmanager").exec(["wget", "-qO-", "http://localhost:9093/metrics"])
-    assert res.exit_code == 0, res.output
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in res.output.splitlines()
-        if line.startswith("alertmanager_notifications_total")
-    )
+    return stack.service("alertmanager").notifications_total()
 
 
 def _posted_alerts(stack, *, lasting_until: float = 0.0) -> frozenset[str]:
@@ -50,26 +44,18 @@ def _posted_alerts(stack, *, lasting_until: float = 0.0) -> frozenset[str]:
     suite's amtool posted. The stack's own rules may fire or resolve during the run: not ours.
     With `lasting_until` (epoch seconds), only those still meant to be active then: an alert
     posted earlier that expires by its own end time during the run is not the run's doing."""
-    res = stack.service("alertmanager").exec(
-        ["wget", "-qO-", "http://localhost:9093/api/v2/alerts?active=true&silenced=true"]
-    )
-    assert res.exit_code == 0, res.output
     return frozenset(
         json.dumps(a["labels"], sort_keys=True)
-        for a in json.loads(res.output)
+        for a in stack.service("alertmanager").alerts()
         if not a.get("generatorURL") and _ends_at(a) > lasting_until
     )
 
 
 def _posted_alert_ends(stack) -> dict[str, float]:
     """The posted alerts (as _posted_alerts) with the time each is meant to end."""
-    res = stack.service("alertmanager").exec(
-        ["wget", "-qO-", "http://localhost:9093/api/v2/alerts?active=true&silenced=true"]
-    )
-    assert res.exit_code == 0, res.output
     return {
         json.dumps(a["labels"], sort_keys=True): _ends_at(a)
-        for a in json.loads(res.output)
+        for a in stack.service("alertmanager").alerts()
         if not a.get("generatorURL")
     }
 
@@ -89,9 +75,7 @@ def snapshot(stack, dbs) -> dict:
     }
     containers = {}
     for svc in stack.services():
-        c = svc.container
-        c.reload()
-        containers[svc.name] = (c.id, c.attrs["State"]["StartedAt"], c.attrs["RestartCount"])
+        containers[svc.name] = (svc.container.id, svc.started_at, svc.restart_count)
     return {
         "alerts posted": _posted_alerts(stack),
         "rows": counts,
@@ -114,7 +98,7 @@ def test_external_mode_leaves_a_running_stack_untouched(stack, mail, praxis_db, 
         ok=lambda n: n == 0,
         what="the canary's replies sent",
     )
-    reader = Pop3Reader(stack)
+    reader = stack.service("mailpit").reader()
     mailbox = reader.uids()
     paged = _notifications(stack)  # reported: the stack's own rules may page meanwhile
     before = snapshot(stack, dbs)

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from stackcheck.mailflow import PROFILES, Pop3Reader, pdf_of_size
+from stackcheck.mailflow import PROFILES, pdf_of_size
 from stackcheck.waits import wait_for
 
 pytestmark = [
@@ -62,7 +62,7 @@ def wait_all_once(db, sent, timeout: float) -> float:
 def crash(svc) -> None:
     """SIGKILL the container's main process from the host, as a crash would (a `docker kill`
     counts as a manual stop, which a restart policy respects)."""
-    pid = svc.container.attrs["State"]["Pid"]
+    pid = svc.pid
     try:
         os.kill(pid, signal.SIGKILL)
     except PermissionError:  # not root, or the engine runs in a VM (Docker Desktop)
@@ -91,12 +91,12 @@ def test_mailer_killed_in_the_middle_of_a_burst(stack, mail, ecom_db, slow_ai, s
         ok=lambda n: n >= 3,
         what="the first mails of the burst stored",
     )
-    restarts = svc.container.attrs["RestartCount"]
+    restarts = svc.restart_count
     crash(svc)
     at_crash = len(stored_counts(ecom_db, sent))
     assert at_crash < len(sent), "the burst was done before the crash: no fault exercised"
     wait_for(
-        lambda: svc.container.attrs["RestartCount"] > restarts or svc.state() != "running",
+        lambda: svc.restart_count > restarts or svc.state() != "running",
         timeout=30,
         what="the crash to register",
     )
@@ -143,13 +143,13 @@ def test_mailer_killed_in_the_middle_of_a_large_mail(stack, mail, ecom_db, ollam
             ok=lambda logs: "Processing email" in logs and '"spooled": true' in logs,
             what="the large mail spooled and taken by the worker",
         )
-        restarts = svc.container.attrs["RestartCount"]
+        restarts = svc.restart_count
         crash(svc)
         assert ecom_db.rows(sent.message_id) == [], "stored before the crash: no fault exercised"
     finally:
         ollama.control(delay_s=0)
     wait_for(
-        lambda: svc.container.attrs["RestartCount"] > restarts or svc.state() != "running",
+        lambda: svc.restart_count > restarts or svc.state() != "running",
         timeout=30,
         what="the crash to register",
     )
@@ -303,7 +303,7 @@ def test_smtp_unreachable_outbox_sends_once_later(stack, mail, praxis_db, ollama
     )
     ack = next(r for r in outbox if r[0] == "acknowledgement")
     assert ack[2] >= 2, f"sent on attempt {ack[2]}: the fault was not exercised"
-    ids = [str(m["Message-ID"]).strip() for m in Pop3Reader(stack).headers()]
+    ids = [str(m["Message-ID"]).strip() for m in stack.service("mailpit").reader().headers()]
     assert ids.count(ack[3]) == 1, f"acknowledgement {ack[3]} arrived {ids.count(ack[3])} times"
     sla.record(
         "E1",
@@ -317,9 +317,9 @@ def test_smtp_unreachable_outbox_sends_once_later(stack, mail, praxis_db, ollama
 def test_sigterm_is_a_clean_shutdown_exit_0(stack, sla):
     svc = stack.service("praxis-mailer")
     svc.stop(timeout=60)
-    state = svc.container.attrs["State"]
+    code = svc.exit_code
     try:
-        assert state["ExitCode"] == 0, state
+        assert code == 0, f"exit code {code} after docker stop: {svc.logs(tail=20)}"
         assert "stopped cleanly" in svc.logs(tail=20)
     finally:
         svc.start()
@@ -352,7 +352,7 @@ def test_crashing_mail_is_stored_raw_not_looped(stack, praxis_db):
     flagged 'unprocessed' and reported to the staff address on the next take, not processed a
     fourth time. The dead worker is simulated in Redis: a consumer that took the entry and never
     acknowledged it, with 3 deliveries recorded."""
-    r = stack.redis()
+    r = stack.service("redis").client()
     stream, group = "mailer:praxis:incoming", "praxis-workers"
     sid = f"poison-{uuid.uuid4().hex[:12]}"
     raw = (

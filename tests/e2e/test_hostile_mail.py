@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from stackcheck.mailflow import PROFILES, peak_rss_mib, restarts
+from stackcheck.mailflow import PROFILES
 from stackcheck.waits import wait_for
 
 pytestmark = [
@@ -59,7 +59,9 @@ def still_flowing(stack, mail, db, profile: str, before: tuple[int, bool]) -> No
     m = mid()
     mail.send_raw(PROFILES[profile], raw_mail(PROFILES[profile], m))
     stored(db, m)
-    assert restarts(stack, MAILERS[profile]) == before, "the mailer restarted or was OOM-killed"
+    assert stack.service(MAILERS[profile]).restarts() == before, (
+        "the mailer restarted or was OOM-killed"
+    )
     assert stack.service(MAILERS[profile]).health() == "healthy"
 
 
@@ -70,7 +72,7 @@ def test_a_long_header_line_does_not_stall_the_mailbox(stack, mail, praxis_db, e
                                                        length):  # fmt: skip
     """Case 1: one 3,000-byte header line made every POP3 poll fail ('line too long') forever."""
     db = db_of(profile, praxis_db, ecom_db)
-    before = restarts(stack, MAILERS[profile])
+    before = stack.service(MAILERS[profile]).restarts()
     m = mid()
     mail.send_raw(PROFILES[profile], raw_mail(PROFILES[profile], m, f"X-Long: {'a' * length}\r\n"))
     stored(db, m)
@@ -81,7 +83,7 @@ def test_a_long_header_line_does_not_stall_the_mailbox(stack, mail, praxis_db, e
 def test_a_display_name_that_is_an_address_is_still_ours(stack, mail, praxis_db, ecom_db):
     """Case 2: `To: info@shop.example <info@shop.example>` beside `Cc: praxis@...` emptied the
     whole recipient list on the image's Python: the mail was never fetched, nothing said so."""
-    before = restarts(stack, "praxis-mailer")
+    before = stack.service("praxis-mailer").restarts()
     m = mid()
     headers = f"Cc: {PROFILES['praxis']}\r\n"
     data = raw_mail("info@shop.example <info@shop.example>", m, headers)
@@ -120,7 +122,7 @@ def _with_pdf(to: str, message_id: str, pdf: bytes) -> bytes:
 def test_a_reused_message_id_never_replaces_the_stored_attachment(stack, mail, ecom_db):
     """Case 3: the second mail's rechnung.pdf was written over the first's before the duplicate
     check: the stored first mail then pointed at the second mail's bytes."""
-    before = restarts(stack, "ecom-mailer")
+    before = stack.service("ecom-mailer").restarts()
     m = mid()
     first, second = _pdf(b"the real invoice"), _pdf(b"a forged invoice")
     mail.send_raw(PROFILES["ecom"], _with_pdf(PROFILES["ecom"], m, first))
@@ -190,7 +192,7 @@ FLOODS = {
 def test_hostile_structure_is_stored_and_flagged_not_fatal(stack, mail, ecom_db, case, sla):
     """Case 6 and the limits: each shape is kept (stored, with defects where it broke a rule),
     in bounded time, the worker stays under its memory limit, the next mail flows."""
-    before = restarts(stack, "ecom-mailer")
+    before = stack.service("ecom-mailer").restarts()
     m = mid()
     t0 = time.monotonic()
     mail.send_raw(PROFILES["ecom"], FLOODS[case](PROFILES["ecom"], m))
@@ -198,7 +200,7 @@ def test_hostile_structure_is_stored_and_flagged_not_fatal(stack, mail, ecom_db,
     took = time.monotonic() - t0
     assert row["status"] in ("processed", "processed_without_ai", "unprocessed"), row["status"]
     still_flowing(stack, mail, ecom_db, "ecom", before)
-    rss = peak_rss_mib(stack, "ecom-mailer")
+    rss = stack.service("ecom-mailer").peak_rss_mib()
     assert rss < 512, rss
     sla.record(
         "RW2",
@@ -213,7 +215,7 @@ def test_idle_peers_cannot_stall_readyz(stack, service, sla):
     """Case 4: one idle TCP connection held open to :8000 stalled the single-threaded server;
     three failed health checks then restarted the mailer. Here 20 idle connections are held
     from inside the container's network namespace while /readyz is asked."""
-    before = restarts(stack, service)
+    before = stack.service(service).restarts()
     probe = r"""
 import json, socket, time, urllib.request
 idle = [socket.create_connection(("127.0.0.1", 8000), timeout=5) for _ in range(20)]
@@ -236,4 +238,4 @@ print(json.dumps({"status": status, "took": took, "metrics": metrics,
         how=f"{service}: /readyz and /metrics while 20 idle connections (one with a half-sent "
         "request) are held open to :8000",
     )
-    assert restarts(stack, service) == before
+    assert stack.service(service).restarts() == before

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from stackcheck.mailflow import EICAR, PROFILES, mailer_metric
+from stackcheck.mailflow import EICAR, PROFILES
 
 pytestmark = [
     pytest.mark.e2e,
@@ -23,8 +23,8 @@ def test_housekeeping_expires_quarantine_keeps_records_and_attachments(stack, ma
     svc = stack.service("ecom-mailer")
     assert "housekeeping scheduled" in svc.logs(), "no housekeeping schedule in the log"
     assert (
-        mailer_metric(
-            stack, "ecom-mailer", "housekeeping_last_run_timestamp_seconds", {"profile": "ecom"}
+        stack.service("ecom-mailer").metric(
+            "housekeeping_last_run_timestamp_seconds", {"profile": "ecom"}
         )
         > 0
     ), "the housekeeping did not run at start"

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from stackcheck.mailflow import PROFILES, mailer_metric, pdf_of_size, peak_rss_mib, restarts
+from stackcheck.mailflow import PROFILES, pdf_of_size
 
 pytestmark = [
     pytest.mark.e2e,
@@ -36,10 +36,10 @@ def test_attachment_size_limit_on_both_mailers(stack, mail, praxis_db, ecom_db, 
     limit = int(limit_mb * MIB)  # MAX_ATTACHMENT_MB counts MiB
     under, over = pdf_of_size(limit - MIB), pdf_of_size(limit + MIB)
     small = pdf_of_size(4096)
-    before = {p: restarts(stack, s) for p, s in MAILERS.items()}
+    before = {p: stack.service(s).restarts() for p, s in MAILERS.items()}
     refused_before = {
-        p: mailer_metric(
-            stack, s, "attachments_refused_total", {"profile": p, "reason": "too large"}
+        p: stack.service(s).metric(
+            "attachments_refused_total", {"profile": p, "reason": "too large"}
         )
         for p, s in MAILERS.items()
     }
@@ -108,15 +108,15 @@ def test_attachment_size_limit_on_both_mailers(stack, mail, praxis_db, ecom_db, 
         res = stack.service(service).exec(["stat", "-c", "%s", f"/app/data/{raw_path}"])
         assert res.exit_code == 0 and int(res.output.strip()) == raw_size, res.output
 
-        refused_after = mailer_metric(
-            stack, service, "attachments_refused_total", {"profile": profile, "reason": "too large"}
+        refused_after = stack.service(service).metric(
+            "attachments_refused_total", {"profile": profile, "reason": "too large"}
         )
         assert refused_after >= refused_before[profile] + 1
-        count, oom = restarts(stack, service)
+        count, oom = stack.service(service).restarts()
         assert (count, oom) == (before[profile][0], False), (
             f"{service} restarted or was OOM-killed while handling the large mails"
         )
-        measured[profile] = (took, peak_rss_mib(stack, service))
+        measured[profile] = (took, stack.service(service).peak_rss_mib())
 
     how = "; ".join(
         f"{MAILERS[p]}: both stored {t:.0f} s after submission, peak RSS {m:.0f} MiB of 512"

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from stackcheck.mailflow import EICAR, PROFILES, mailer_metric, zipped
+from stackcheck.mailflow import EICAR, PROFILES, zipped
 from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs("mailpit", "praxis-mailer", "ecom-mailer")]
@@ -28,9 +28,7 @@ def test_praxis_mailer_logs_service_running(stack):
 def test_praxis_mail_flow(stack, mail, praxis_db, ollama, sla):
     """Fetched, logged as "Processing email: <external_id>", stored once, classified by Ollama
     ("Ollama response"), counted in emails_processed_total."""
-    before = mailer_metric(
-        stack,
-        "praxis-mailer",
+    before = stack.service("praxis-mailer").metric(
         "emails_processed_total",
         {"profile": "praxis", "status": "processed"},
     )
@@ -46,9 +44,7 @@ def test_praxis_mail_flow(stack, mail, praxis_db, ollama, sla):
     assert f"Processing email: {row['external_id']}" in logs
     assert row["ai_source"] == "ollama" and row["status"] == "processed", row
     assert "Ollama response" in logs
-    after = mailer_metric(
-        stack,
-        "praxis-mailer",
+    after = stack.service("praxis-mailer").metric(
         "emails_processed_total",
         {"profile": "praxis", "status": "processed"},
     )
@@ -69,7 +65,7 @@ def test_mail_flow_through_mailpit_send_api(stack, ecom_db, sla):
     """The review's E1 as written: a mail injected with Mailpit's send API; the ID the API
     returns is the id the mailer logs ("Processing email: <ID>") and stores as external_id. Sent
     to the ecom mailer, which reads POP3, where Mailpit's UIDL is that ID."""
-    with stack.http("mailpit", 8025) as http:
+    with stack.service("mailpit").api() as http:
         res = http.post(
             "/api/v1/send",
             json={
@@ -105,8 +101,8 @@ def test_mail_flow_through_mailpit_send_api(stack, ecom_db, sla):
 
 @pytest.mark.req("E2", "A1", "A3", "A4", "A5")
 def test_attachment_flow_clean_pdf_and_eicar(stack, mail, ecom_db, sla):
-    infected_before = mailer_metric(
-        stack, "ecom-mailer", "attachments_infected_total", {"profile": "ecom"}
+    infected_before = stack.service("ecom-mailer").metric(
+        "attachments_infected_total", {"profile": "ecom"}
     )
     clean = mail.mail(
         PROFILES["ecom"],
@@ -153,8 +149,8 @@ def test_attachment_flow_clean_pdf_and_eicar(stack, mail, ecom_db, sla):
         assert (
             stack.service("ecom-mailer").exec(["test", "-f", f"/app/data/{qpath}"]).exit_code == 0
         )
-    infected_after = mailer_metric(
-        stack, "ecom-mailer", "attachments_infected_total", {"profile": "ecom"}
+    infected_after = stack.service("ecom-mailer").metric(
+        "attachments_infected_total", {"profile": "ecom"}
     )
     assert infected_after >= infected_before + 2
     sla.record("A1", path, how="storage_path of the clean PDF; the file's sha256 checked inside")
@@ -265,7 +261,7 @@ def test_fifty_mails_at_once(stack, mail, praxis_db, sla):
         nonlocal peak_depth
         peak_depth = max(
             peak_depth,
-            mailer_metric(stack, "praxis-mailer", "email_queue_depth", {"profile": "praxis"}),
+            stack.service("praxis-mailer").metric("email_queue_depth", {"profile": "praxis"}),
         )
         return praxis_db.query("SELECT count(*) FROM emails WHERE message_id = ANY(%s)", (ids,))[0][
             0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from stackcheck.mailflow import PROFILES, Pop3Reader, peak_rss_mib, restarts
+from stackcheck.mailflow import PROFILES
 from stackcheck.ops.replay import Replay, corpus_files
 from stackcheck.waits import wait_for
 
@@ -54,9 +54,9 @@ def test_every_replayed_mail_is_kept(request, stack, mail, praxis_db, ecom_db, o
     files = corpus_files(root)
     assert files, f"{root} holds no files"
     dbs = {"praxis": praxis_db, "ecom": ecom_db}
-    reader = Pop3Reader(stack)
+    reader = stack.service("mailpit").reader()
     before_uids = reader.uids()
-    before = {p: restarts(stack, s) for p, s in MAILERS.items()}
+    before = {p: stack.service(s).restarts() for p, s in MAILERS.items()}
     since = datetime.now(UTC) - timedelta(seconds=5)  # clock skew between host and database
 
     def query(profile: str, sql: str, params: dict) -> list[tuple]:
@@ -105,9 +105,9 @@ def test_every_replayed_mail_is_kept(request, stack, mail, praxis_db, ecom_db, o
     sent = sum(d.sent for d in report.deliveries)
     refused = [d for d in report.deliveries if d.refused]
     missing = report.missing()
-    after = {p: restarts(stack, s) for p, s in MAILERS.items()}
+    after = {p: stack.service(s).restarts() for p, s in MAILERS.items()}
     crashes = {p: after[p][0] - before[p][0] for p in MAILERS if after[p] != before[p]}
-    rss = {p: peak_rss_mib(stack, s) for p, s in MAILERS.items()}
+    rss = {p: stack.service(s).peak_rss_mib() for p, s in MAILERS.items()}
     slowest = ", ".join(f"{d.file} ({d.profile}) {d.processing_ms} ms" for d in report.slowest(5))
     summary = (
         f"{len(files)} files x {len(PROFILES)} profiles from {root}: {sent} delivered in "

@@ -15,6 +15,7 @@ import pytest
 
 from stackcheck.evidence.availability import duration, judge
 from stackcheck.evidence.recorder import FAIL
+from stackcheck.services.prometheus import query
 
 pytestmark = [pytest.mark.infra, pytest.mark.needs("prometheus"), pytest.mark.reads]
 
@@ -24,7 +25,7 @@ RULES = "stack/config/prometheus/rules/availability.yml"
 
 @pytest.fixture(scope="module")
 def prom(stack) -> httpx.Client:
-    with stack.http("prometheus", 9090) as client:
+    with stack.service("prometheus").client() as client:
         groups = client.get("/api/v1/rules", params={"type": "record"}).json()["data"]["groups"]
         if not any(g["name"] == "availability" for g in groups):
             pytest.fail(
@@ -33,14 +34,6 @@ def prom(stack) -> httpx.Client:
                 pytrace=False,
             )
         yield client
-
-
-def query(prom: httpx.Client, expr: str) -> list[dict]:
-    res = prom.post("/api/v1/query", data={"query": expr})
-    res.raise_for_status()
-    body = res.json()
-    assert body["status"] == "success", body
-    return body["data"]["result"]
 
 
 def by(prom: httpx.Client, expr: str, label: str) -> dict[str, float]:

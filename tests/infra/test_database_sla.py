@@ -24,7 +24,9 @@ PARAMS = {"stored?": ("pop3://mailpit:1110", "no-such-id"), "message-id": ("no@s
 @pytest.mark.req("SLA-DB1")
 @pytest.mark.needs("praxis-mailer")
 def test_standard_queries_under_100_ms(stack, sla):
-    with stack.postgres("praxis", user="praxis", password_secret="praxis_db_password") as conn:
+    with stack.service("postgres").connect(
+        "praxis", user="praxis", password_secret="praxis_db_password"
+    ) as conn:
         rows = conn.execute("SELECT count(*) FROM emails").fetchone()[0]
         samples: dict[str, list[float]] = {name: [] for name in STANDARD}
         for _ in range(20):
@@ -44,7 +46,7 @@ def test_standard_queries_under_100_ms(stack, sla):
 
 @pytest.mark.req("SLA-DB2", "H5")
 def test_connections_in_use_and_pools_bounded(stack, sla):
-    with stack.postgres() as conn:
+    with stack.service("postgres").connect() as conn:
         in_use = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
         ).fetchone()[0]
@@ -52,9 +54,7 @@ def test_connections_in_use_and_pools_bounded(stack, sla):
     pools = {}
     for name in ("praxis-mailer", "ecom-mailer"):
         if stack.has(name):
-            env = dict(
-                e.split("=", 1) for e in stack.service(name).container.attrs["Config"]["Env"]
-            )
+            env = stack.service(name).env
             pools[name] = int(env.get("DB_POOL_MAX", "0"))
     assert all(0 < p <= 20 for p in pools.values()), f"unbounded pools: {pools}"
     assert sum(pools.values()) < max_conn

@@ -13,7 +13,7 @@ REVIEW_FILTER = ".total"  # OPTIMIZATION.md's T7: curl .../api/v1/messages | jq 
 
 @pytest.mark.req("T7")
 def test_messages_api_answers_numeric_total(stack, sla):
-    with stack.http("mailpit", 8025) as http:
+    with stack.service("mailpit").api() as http:
         res = http.get("/api/v1/messages", params={"limit": 1})
     assert res.status_code == 200, res.text[:500]
     total = jq.compile(REVIEW_FILTER).input_text(res.text).first()

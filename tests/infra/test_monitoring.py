@@ -20,7 +20,8 @@ import httpx
 import pytest
 import yaml
 
-from stackcheck.mailflow import Pop3Reader, header_text
+from stackcheck.mailflow import header_text
+from stackcheck.services.prometheus import query, scalar
 from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.infra, pytest.mark.reads]
@@ -39,45 +40,14 @@ GIB = 2**30
 # before a client is made for a service the stack may not have.
 @pytest.fixture
 def prom(stack) -> httpx.Client:
-    with stack.http("prometheus", 9090) as client:
+    with stack.service("prometheus").client() as client:
         yield client
-
-
-def query(prom: httpx.Client, expr: str) -> list[dict]:
-    """An instant query; fails the test on any error of Prometheus."""
-    res = prom.post("/api/v1/query", data={"query": expr})
-    body = res.json()
-    assert res.status_code == 200 and body.get("status") == "success", f"{expr}: {body}"
-    return body["data"]["result"]
-
-
-def scalar(prom: httpx.Client, expr: str) -> float | None:
-    result = query(prom, expr)
-    return float(result[0]["value"][1]) if result else None
 
 
 @pytest.fixture
 def grafana(stack) -> httpx.Client:
-    password = stack.secret("grafana_admin_password", service="grafana")
-    with stack.http("grafana", 3000, auth=("admin", password)) as client:
+    with stack.service("grafana").client() as client:
         yield client
-
-
-def loki_query(stack, logql: str, *, since: str = "1h", limit: int = 100) -> list[dict]:
-    """A Loki range query, sent from the Grafana container (Loki publishes no port and its
-    distroless image has no client): the data source's own path."""
-    res = stack.service("grafana").exec(
-        [
-            "curl", "-fsS", "-G", "http://loki:3100/loki/api/v1/query_range",
-            "--data-urlencode", f"query={logql}",
-            "--data-urlencode", f"since={since}",
-            "--data-urlencode", f"limit={limit}",
-        ]
-    )  # fmt: skip
-    assert res.exit_code == 0, f"Loki query {logql!r} failed: {res.output}"
-    body = json.loads(res.output)
-    assert body["status"] == "success", body
-    return body["data"]["result"]
 
 
 def in_container(stack, service: str, url: str) -> str:
@@ -181,7 +151,9 @@ def test_loki_holds_the_containers_logs(stack, sla):
     want = {s for s in ("postgres", "redis", "praxis-mailer", "ecom-mailer") if stack.has(s)}
 
     def services_in_loki() -> set[str]:
-        streams = loki_query(stack, 'sum by (service) (count_over_time({service=~".+"}[1h]))')
+        streams = stack.service("loki").query(
+            'sum by (service) (count_over_time({service=~".+"}[1h]))'
+        )
         return {s["metric"].get("service") for s in streams}
 
     seen, took = wait_for(
@@ -200,8 +172,8 @@ def test_loki_holds_the_containers_logs(stack, sla):
 def test_loki_holds_no_email_address_or_secret_value(stack, sla):
     """No line in Loki has an e-mail address, and none has the value of any of the stack's
     secrets (searched literally, each file of stack/secrets this user can read)."""
-    email_lines = loki_query(
-        stack, '{service=~".+"} |~ "[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\\\\.[A-Za-z0-9-]+)+"', limit=5
+    email_lines = stack.service("loki").query(
+        '{service=~".+"} |~ "[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\\\\.[A-Za-z0-9-]+)+"', limit=5
     )
     assert not email_lines, f"e-mail addresses in Loki: {email_lines}"
     checked, leaked = 0, []
@@ -215,7 +187,7 @@ def test_loki_holds_no_email_address_or_secret_value(stack, sla):
         for value in values:
             checked += 1
             needle = json.dumps(value)[1:-1]
-            if loki_query(stack, f'{{service=~".+"}} |= "{needle}"', limit=1):
+            if stack.service("loki").query(f'{{service=~".+"}} |= "{needle}"', limit=1):
                 leaked.append(path.name)
     sla.record(
         "S7", f"Loki: no e-mail address, none of {checked} secret values found",
@@ -343,16 +315,13 @@ def test_alert_mail_reaches_the_mailbox(stack, sla):
     stack's mail server, read over POP3 as any mail client would (without deleting anything)."""
     probe = uuid.uuid4().hex[:12]
     end = (datetime.now(UTC) + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    res = stack.service("alertmanager").exec(
-        [
-            "amtool", "--alertmanager.url=http://localhost:9093", "alert", "add",
-            f"alertname=StackcheckProbe{probe}", "severity=critical", f"probe={probe}",
-            "--annotation=summary=stackcheck delivery probe", f"--end={end}",
-        ]
-    )  # fmt: skip
-    assert res.exit_code == 0, res.output
+    stack.service("alertmanager").add_alert(
+        {"alertname": f"StackcheckProbe{probe}", "severity": "critical", "probe": probe},
+        end=end,
+        summary="stackcheck delivery probe",
+    )
     sent = time.monotonic()
-    box = Pop3Reader(stack)
+    box = stack.service("mailpit").reader()
 
     def subjects() -> list[tuple[str, str]]:
         # only the alert mails (issue 10 case 7: the mailbox also holds real-world mail this

@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.needs("postgres"), pytest.mark.read
 @pytest.mark.req("T2")
 def test_authenticated_connection_answers_select_version(stack, sla):
     start = time.monotonic()
-    with stack.postgres() as conn:
+    with stack.service("postgres").connect() as conn:
         version = conn.execute("SELECT version()").fetchone()[0]
     took_ms = (time.monotonic() - start) * 1000
     assert version.startswith("PostgreSQL "), version
@@ -42,6 +42,8 @@ def test_wrong_password_is_refused(stack):
 @pytest.mark.parametrize("app", ["praxis", "ecom", "n8n"])
 def test_each_application_role_reaches_its_own_database(stack, app):
     """Each application has its own role and password (a secret file) and owns its database."""
-    with stack.postgres(app, user=app, password_secret=f"{app}_db_password") as conn:
+    with stack.service("postgres").connect(
+        app, user=app, password_secret=f"{app}_db_password"
+    ) as conn:
         db, user = conn.execute("SELECT current_database(), current_user").fetchone()
     assert (db, user) == (app, app)

@@ -21,7 +21,7 @@ def test_limits_set_and_idle_cpu_below_threshold(stack, sla):
             zip([s.name for s in services], pool.map(lambda s: s.stats(), services), strict=True)
         )
     for svc in services:
-        host = svc.container.attrs["HostConfig"]
+        host = svc.host_config
         if not host.get("Memory") or not host.get("NanoCpus"):
             no_limits.append(svc.name)
         s = samples[svc.name]
@@ -46,11 +46,10 @@ def test_no_container_log_past_rotation_size(stack, sla):
     limit_mb = sla.threshold("T10").value
     sizes, unreadable, too_big, unrotated = {}, [], [], []
     for svc in stack.services():
-        attrs = svc.container.attrs
-        cfg = attrs["HostConfig"]["LogConfig"]
+        cfg = svc.log_config
         if cfg.get("Type") != "json-file" or not cfg.get("Config", {}).get("max-size"):
             unrotated.append(f"{svc.name}: {cfg}")
-        path = attrs.get("LogPath") or ""
+        path = svc.log_path
         try:
             sizes[svc.name] = os.stat(path).st_size / 2**20
         except OSError:

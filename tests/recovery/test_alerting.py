@@ -8,8 +8,8 @@ import time
 import pytest
 import yaml
 
-from stackcheck.mailflow import Pop3Reader
 from stackcheck.policy import seconds
+from stackcheck.services.mailserver import Pop3Reader
 from stackcheck.waits import wait_for
 
 pytestmark = [
@@ -46,7 +46,7 @@ def test_stopped_service_alert_arrives_by_mail(stack, sla):
     # evaluation that fires it (one interval), the critical route's group_wait (10 s), SMTP, and
     # the 5 s POP3 poll here; 15 s of slack for a busy 2-core machine.
     bound = hold + 3 * interval + 15 + 10 + 5 + 15
-    box = Pop3Reader(stack)
+    box = stack.service("mailpit").reader()
     seen = box.uids()
     svc = stack.service(VICTIM)
     svc.stop(timeout=10)

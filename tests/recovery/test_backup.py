@@ -179,7 +179,7 @@ def final_dumps(files: dict) -> list[str]:
 
 
 def table_stats(stack, db: str) -> dict:
-    with stack.postgres(db) as conn:
+    with stack.service("postgres").connect(db) as conn:
         rows = conn.execute(TABLE_STATS_SQL).fetchall()
     return parse_stats([[str(c) for c in r] for r in rows])
 
@@ -203,7 +203,7 @@ def _owned_stack_with_backup(stack) -> None:
 def seeded(stack) -> Iterator[dict]:
     """~20k rows of random hex (compresses poorly: the praxis dump is far above 64 KiB) and a
     small table with non-ASCII text, in their own schema of the praxis database."""
-    with stack.postgres("praxis") as conn:
+    with stack.service("postgres").connect("praxis") as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
         conn.execute(
@@ -224,7 +224,7 @@ def seeded(stack) -> Iterator[dict]:
     stats = ours(table_stats(stack, "praxis"))
     assert stats[f"{SCHEMA}.items"].rows == ROWS
     yield stats
-    with stack.postgres("praxis") as conn:
+    with stack.service("postgres").connect("praxis") as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.commit()
 
@@ -267,7 +267,7 @@ def test_run_dumps_every_database_verified_logged_and_private(stack, sla, seeded
     magic = stack.service("backup").exec(["head", "-c", "5", praxis]).output
     listing = stack.service("backup").exec(["pg_restore", "--list", praxis])
     assert magic == "PGDMP" and listing.exit_code == 0, listing.output[:500]
-    with stack.postgres() as conn:
+    with stack.service("postgres").connect() as conn:
         server = conn.execute("SHOW server_version").fetchone()[0]
         version = conn.execute("SELECT version()").fetchone()[0]
     assert f"Dumped from database version: {server}" in listing.output
@@ -403,7 +403,7 @@ def test_two_overlapping_runs_the_second_exits_3(stack, sla, seeded):
     """Run 1 is held inside pg_dump by a table lock the test takes, so it is certainly running
     (and holding the run lock) when run 2 starts."""
     name = stack.service("backup").container.name
-    with stack.postgres("praxis") as conn:
+    with stack.service("postgres").connect("praxis") as conn:
         conn.execute(f"LOCK TABLE {SCHEMA}.items IN ACCESS EXCLUSIVE MODE")
         first = subprocess.Popen(
             ["docker", "exec", name, "python3", "-m", "backup", "run"],
@@ -412,7 +412,7 @@ def test_two_overlapping_runs_the_second_exits_3(stack, sla, seeded):
             text=True,
         )
         try:
-            with stack.postgres() as watch:
+            with stack.service("postgres").connect() as watch:
                 wait_for(
                     lambda: watch.execute(
                         "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "

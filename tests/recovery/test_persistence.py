@@ -10,7 +10,7 @@ pytestmark = [pytest.mark.recovery, pytest.mark.needs("postgres", "redis")]
 @pytest.mark.req("T8", "SLA-R3")
 def test_data_survives_down_and_up(stack, sla):
     marker = uuid.uuid4().hex
-    with stack.postgres() as conn:
+    with stack.service("postgres").connect() as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS stackcheck_t8 (marker text PRIMARY KEY, "
             "written timestamptz NOT NULL DEFAULT now())"
@@ -20,7 +20,7 @@ def test_data_survives_down_and_up(stack, sla):
         dbs_before = {
             r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")
         }
-    r = stack.redis()
+    r = stack.service("redis").client()
     r.set(f"stackcheck:t8:{marker}", marker)
     r.close()
 
@@ -28,14 +28,14 @@ def test_data_survives_down_and_up(stack, sla):
     cold = sla.threshold("SLA-R3")
     took = stack.up(timeout=cold.value)
 
-    with stack.postgres() as conn:
+    with stack.service("postgres").connect() as conn:
         dbs_after = {
             r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")
         }
         kept = conn.execute(
             "SELECT count(*) FROM stackcheck_t8 WHERE marker = %s", (marker,)
         ).fetchone()[0]
-    r = stack.redis()
+    r = stack.service("redis").client()
     redis_kept = r.get(f"stackcheck:t8:{marker}")
     r.close()
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redis
 
-from stackcheck.mailflow import PROFILES, mail_tls
+from stackcheck.mailflow import PROFILES
 
 pytestmark = [
     pytest.mark.recovery,
@@ -82,7 +82,9 @@ def test_mail_app_password_rotation_on_breach(stack, mail, praxis_db, sla):
     assert stack.secret("praxis_pop3_password", service="praxis-mailer") == issued
     port = stack.service("mailpit").port(1110)
     for password, accepted in ((old, False), (issued, True)):
-        conn = poplib.POP3_SSL(port.host, port.port, timeout=15, context=mail_tls(stack))
+        conn = poplib.POP3_SSL(
+            port.host, port.port, timeout=15, context=stack.service("mailpit").tls()
+        )
         try:
             conn.user("praxis")
             if accepted:

@@ -25,11 +25,10 @@ def _ts(value: str) -> float:
 
 def time_to_healthy(svc) -> float | None:
     """Seconds from the container's start to its first passing health probe."""
-    state = svc.container.attrs["State"]
-    started = _ts(state["StartedAt"])
+    started = svc.started_at.timestamp()
     passes = [
         _ts(p["End"])
-        for p in (state.get("Health") or {}).get("Log", [])
+        for p in svc.health_log()
         if p.get("ExitCode") == 0 and _ts(p["End"]) >= started
     ]
     return min(passes) - started if passes else None
@@ -40,7 +39,7 @@ def test_down_then_core_first_then_everything(stack, praxis_db, sla):
     mails_before = praxis_db.query("SELECT count(*) FROM emails")[0][0]
     stack.down()
     took_core = stack.up(timeout=sla.threshold("SLA-R1").value * 2, services=CORE)
-    with stack.postgres() as conn:
+    with stack.service("postgres").connect() as conn:
         dbs = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
     assert {"praxis", "ecom", "n8n"} <= dbs, dbs
     assert praxis_db.query("SELECT count(*) FROM emails")[0][0] == mails_before
@@ -76,14 +75,10 @@ def test_every_service_sigkilled_comes_back_healthy(stack, sla):
     """All long-running services SIGKILLed at once (a crash, not a `docker kill`, which a restart
     policy treats as a manual stop); each is timed until healthy again."""
     limit = sla.threshold("SLA-R2").value
-    services = [
-        s
-        for s in stack.services()
-        if s.container.attrs["HostConfig"]["RestartPolicy"]["Name"] in ("unless-stopped", "always")
-    ]
+    services = [s for s in stack.services() if s.restart_policy in ("unless-stopped", "always")]
     assert services
-    before = {s.name: s.container.attrs["RestartCount"] for s in services}
-    pids = [s.container.attrs["State"]["Pid"] for s in services]
+    before = {s.name: s.restart_count for s in services}
+    pids = [s.pid for s in services]
     try:  # signal 0 checks the permission: decided before any service is killed, not halfway
         for pid in pids:
             os.kill(pid, 0)
@@ -101,11 +96,7 @@ def test_every_service_sigkilled_comes_back_healthy(stack, sla):
         for s in services:
             if s.name in back:
                 continue
-            a = s.container.attrs
-            if (
-                a["RestartCount"] > before[s.name]
-                and (a["State"].get("Health") or {}).get("Status") == "healthy"
-            ):
+            if s.restart_count > before[s.name] and s.health() == "healthy":
                 back[s.name] = time.monotonic() - start
         return len(back) == len(services)
 

@@ -50,16 +50,14 @@ def test_three_failed_checks_restart_the_service(stack, sla):
     """Redis stopped makes the praxis mailer's readiness check fail; after 3 failed checks the
     mailer restarts itself. Redis comes back and everything is healthy again."""
     mailer, redis = stack.service("praxis-mailer"), stack.service("redis")
-    hc = mailer.container.attrs["Config"]["Healthcheck"]
+    hc = mailer.healthcheck
     interval = hc["Interval"] / 1e9
-    restarts = mailer.container.attrs["RestartCount"]
+    restarts = mailer.restart_count
     failures: dict[str, str] = {}  # probe start -> output, failing probes seen before the restart
     # Inside its start period a container is probed every second (start_interval) and neither
     # Docker nor the wrapper counts failures: a mailer restarted by an earlier test waits until
     # it is past that, so the failures counted here are the ones that restart it.
-    age = (
-        datetime.now(UTC) - _started(mailer.container.attrs["State"]["StartedAt"])
-    ).total_seconds()
+    age = (datetime.now(UTC) - mailer.started_at).total_seconds()
     start_period = hc.get("StartPeriod", 0) / 1e9
     if age < start_period + 1:
         time.sleep(start_period + 1 - age)
@@ -69,10 +67,9 @@ def test_three_failed_checks_restart_the_service(stack, sla):
     try:
 
         def restarted() -> bool:
-            a = mailer.container.attrs
-            if a["RestartCount"] > restarts:
+            if mailer.restart_count > restarts:
                 return True
-            for p in (a["State"].get("Health") or {}).get("Log", []):
+            for p in mailer.health_log():
                 # the log also keeps probes of the start period (start_interval: every second)
                 if p["ExitCode"] != 0 and _started(p["Start"]) >= since:
                     failures[p["Start"]] = p.get("Output", "")

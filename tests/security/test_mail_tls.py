@@ -23,7 +23,6 @@ import ssl
 
 import pytest
 
-from stackcheck.mailflow import mail_login, mail_tls
 from stackcheck.ops.mailtls import make_ca
 from stackcheck.services.base import ServiceError
 
@@ -34,12 +33,12 @@ TIMEOUT = 15
 
 @pytest.fixture(scope="module")
 def tls(stack) -> ssl.SSLContext:
-    return mail_tls(stack)
+    return stack.service("mailpit").tls()
 
 
 @pytest.fixture(scope="module")
 def login(stack) -> tuple[str, str]:
-    return mail_login(stack, "praxis")
+    return stack.service("mailpit").login("praxis")
 
 
 @pytest.fixture(scope="module")

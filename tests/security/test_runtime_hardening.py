@@ -181,7 +181,7 @@ def test_secret_files_are_mode_0400(services):
 @pytest.mark.needs("postgres")
 def test_postgres_tuned_for_its_limits(stack, sla):
     want = {"shared_buffers": "256MB", "effective_cache_size": "1536MB", "max_connections": "100"}
-    with stack.postgres() as conn:
+    with stack.service("postgres").connect() as conn:
         got = {k: conn.execute(f"SHOW {k}").fetchone()[0] for k in want}
     sla.record("H5", ", ".join(f"{k}={v}" for k, v in got.items()), how="SHOW over psycopg")
     assert got == want

@@ -5,7 +5,8 @@ from email.header import decode_header, make_header
 
 import pytest
 
-from stackcheck.mailflow import Pop3Reader, header_text
+from stackcheck.mailflow import header_text
+from stackcheck.services.mailserver import Pop3Reader
 
 pytestmark = pytest.mark.unit
 
