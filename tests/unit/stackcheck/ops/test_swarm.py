@@ -204,15 +204,13 @@ class _FakeDocker:
 
 
 def _swarm_service(containers, task_states):
-    from types import SimpleNamespace
 
-    from stackcheck.services.base import ServiceError, SwarmService
+    from stackcheck.services.base import Engine, ServiceError, SwarmService
 
-    stack = SimpleNamespace(
-        docker=_FakeDocker(containers, task_states),
-        config=SimpleNamespace(project="stackcheck-swarm"),
+    engine = Engine(
+        docker=_FakeDocker(containers, task_states), project="stackcheck-swarm", swarm=True
     )
-    return SwarmService(stack, "ecom-mailer"), ServiceError
+    return SwarmService(engine, "ecom-mailer"), ServiceError
 
 
 def test_a_task_running_on_another_node_counts_as_running_and_healthy():
