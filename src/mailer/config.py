@@ -22,6 +22,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 PROFILES = ("praxis", "ecom")
@@ -59,7 +60,7 @@ class ConfigError(Exception):
         super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
 
 
-def _secret() -> object:
+def _secret() -> Any:
     """A field holding a secret: left out of repr, shown as "set"/"unset" by describe."""
     return field(repr=False, metadata={"secret": True})
 
@@ -188,7 +189,7 @@ class Config:
         return tuple(v for v in _secret_values(self) if v)
 
 
-def _secret_values(obj: object) -> list:
+def _secret_values(obj: object) -> list[str | None]:
     values = []
     for f in fields(obj):
         value = getattr(obj, f.name)
