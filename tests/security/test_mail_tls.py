@@ -272,9 +272,9 @@ for name, over in json.loads(sys.argv[1]).items():
     try:
         cfg = load_config({**os.environ, **over})
         if "SMTP_SECURITY" in over:
-            out[name] = "ok" if check_smtp(SmtpSender(cfg)) else "refused"
+            out[name] = "ok" if check_smtp(SmtpSender(cfg.smtp, cfg.mail_ca_file)) else "refused"
             continue
-        src = build_source(cfg)
+        src = build_source(cfg.source, cfg.addresses, cfg.mail_ca_file)
         try:
             src.check()
             out[name] = "ok"
