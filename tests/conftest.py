@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import docker
+import docker.errors
 import httpx
 import pytest
 
@@ -14,10 +16,23 @@ from stackcheck.mode import Mode
 from stackcheck.services.mailserver import MailClient
 from stackcheck.services.ollama import OllamaDouble, double_client, remove_double, start_double
 from stackcheck.services.postgres import ProfileDB
+from stackcheck.stack import docker_client as docker_client_for_this_host
 from stackcheck.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 MAILER_IMAGE = "stackcheck/mailer:0.1.0"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    """The Docker API for a test that runs throwaway containers without the stack (the stack's
+    own handles reach Docker through `stack.engine`, on the same kind of client)."""
+    try:
+        client = docker_client_for_this_host()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"needs a Docker engine; none answers ({exc}): run `./run setup`")
+    return client
 
 
 @pytest.fixture(scope="session")

@@ -4,53 +4,46 @@ praxis-mailer in test_faults.py.)"""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs("praxis-mailer")]
 
 IMAGE = "stackcheck/mailer:0.1.0"
-HARDENING = [
-    "--read-only",
-    "--cap-drop",
-    "ALL",
-    "--security-opt",
-    "no-new-privileges",
-    "--tmpfs",
-    "/tmp",
-    "--network",
-    "none",
-]
+# --read-only --cap-drop ALL --security-opt no-new-privileges --tmpfs /tmp --network none
+HARDENING = {
+    "read_only": True,
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+    "tmpfs": {"/tmp": ""},
+    "network_mode": "none",
+}
 
 
-def run_mailer(env: dict[str, str], mounts: list[str] = (), timeout: float = 120):
-    args = ["docker", "run", "--rm", *HARDENING]
-    for k, v in env.items():
-        args += ["--env", f"{k}={v}"]
-    for m in mounts:
-        args += ["--volume", m]
-    return subprocess.run([*args, IMAGE], capture_output=True, text=True, timeout=timeout)
+def run_mailer(stack, env: dict[str, str], mounts: list[str] = (), timeout: float = 120):
+    """The mailer image run once, hardened as in the stack, on no network."""
+    return stack.engine.run(
+        IMAGE, environment=env, volumes=list(mounts), timeout=timeout, **HARDENING
+    )
 
 
 @pytest.mark.req("X2", "S6")
-def test_configuration_error_exits_1_naming_the_problem():
-    proc = run_mailer({"MAILER_PROFILE": "praxis"})
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    out = proc.stdout + proc.stderr
+def test_configuration_error_exits_1_naming_the_problem(stack):
+    proc = run_mailer(stack, {"MAILER_PROFILE": "praxis"})
+    assert proc.exit_code == 1, proc.output
+    out = proc.output
     assert "configuration error" in out and "SOURCE_PASSWORD_FILE" in out, out
 
 
 @pytest.mark.req("X2", "S6")
-def test_plain_secret_in_environment_is_refused():
-    proc = run_mailer({"MAILER_PROFILE": "praxis", "DB_PASSWORD": "hunter2-in-env"})
-    assert proc.returncode == 1
-    assert "DB_PASSWORD_FILE" in proc.stdout + proc.stderr
-    assert "hunter2-in-env" not in proc.stdout + proc.stderr, "a secret value reached the log"
+def test_plain_secret_in_environment_is_refused(stack):
+    proc = run_mailer(stack, {"MAILER_PROFILE": "praxis", "DB_PASSWORD": "hunter2-in-env"})
+    assert proc.exit_code == 1
+    assert "DB_PASSWORD_FILE" in proc.output
+    assert "hunter2-in-env" not in proc.output, "a secret value reached the log"
 
 
 @pytest.mark.req("X2")
-def test_unreachable_dependencies_exit_2_after_bounded_retries(tmp_path, sla):
+def test_unreachable_dependencies_exit_2_after_bounded_retries(stack, tmp_path, sla):
     secret = tmp_path / "pw"
     secret.write_text("dummy-not-a-real-secret\n")
     secret.chmod(0o444)
@@ -72,9 +65,9 @@ def test_unreachable_dependencies_exit_2_after_bounded_retries(tmp_path, sla):
         "MAILER_START_ATTEMPTS": "3",
         "MAILER_START_DELAY_SECONDS": "0.5",
     }
-    proc = run_mailer(env, [f"{secret}:/run/secrets/pw:ro"])
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out[-2000:]
+    proc = run_mailer(stack, env, [f"{secret}:/run/secrets/pw:ro"])
+    out = proc.output
+    assert proc.exit_code == 2, out[-2000:]
     assert "still unreachable after 3 attempts" in out, out[-2000:]
     assert "dummy-not-a-real-secret" not in out
     sla.record(

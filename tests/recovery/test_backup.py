@@ -54,9 +54,7 @@ class Ran:
 
 def backup(stack, *args: str, env: dict[str, str] | None = None):
     """`python3 -m backup ARGS` inside the stack's backup container, timed."""
-    start = time.monotonic()
-    res = stack.service("backup").exec(["python3", "-m", "backup", *args], env=env)
-    return res, time.monotonic() - start
+    return stack.service("backup").run(*args, env=env)
 
 
 def events(output: str) -> list[dict]:
@@ -118,12 +116,11 @@ def throwaway(
     service, on the stack's backend network, with a tmpfs as /backups. `before` is shell run
     first (as uid 1003, to plant files). Returns the exit code, the output, backup.log and the
     files left in /backups."""
-    svc = stack.service("backup").container
-    image = svc.attrs["Config"]["Image"]
-    networks = list(svc.attrs["NetworkSettings"]["Networks"])
+    svc = stack.service("backup")
+    image = svc.image
+    networks = svc.networks
     network = next((n for n in networks if n.endswith("_backend")), networks[0])
-    svc_env = dict(e.split("=", 1) for e in svc.attrs["Config"]["Env"] or [])
-    run_env = {k: v for k, v in svc_env.items() if k.startswith(("PG", "BACKUP_"))}
+    run_env = {k: v for k, v in svc.env.items() if k.startswith(("PG", "BACKUP_"))}
     run_env.update(env or {})
     secret = secret or stack.config.stack_dir / "secrets" / SECRET
     script = (
@@ -327,7 +324,7 @@ def test_review_t3_pg_dump_in_the_backup_container_needs_no_password(stack, sla)
     mounts = svc.exec(["sh", "-c", "awk '$2 == \"/tmp\" {print $3}' /proc/mounts"]).output
     assert mounts.strip() == "tmpfs", f"/tmp is {mounts.strip()!r}, not a tmpfs"
     secret = stack.secret(SECRET, service="backup")
-    assert secret not in json.dumps(svc.container.attrs), "the password is in docker inspect"
+    assert secret not in json.dumps(svc.inspect()), "the password is in docker inspect"
     environ = svc.exec(["sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"]).output
     assert secret not in environ, "the password is in the environment of PID 1"
     sla.record(
@@ -402,15 +399,9 @@ def _dsn(stack) -> dict:
 def test_two_overlapping_runs_the_second_exits_3(stack, sla, seeded):
     """Run 1 is held inside pg_dump by a table lock the test takes, so it is certainly running
     (and holding the run lock) when run 2 starts."""
-    name = stack.service("backup").container.name
     with stack.service("postgres").connect("praxis") as conn:
         conn.execute(f"LOCK TABLE {SCHEMA}.items IN ACCESS EXCLUSIVE MODE")
-        first = subprocess.Popen(
-            ["docker", "exec", name, "python3", "-m", "backup", "run"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        first = stack.service("backup").start_run("run")
         try:
             with stack.service("postgres").connect() as watch:
                 wait_for(
@@ -426,10 +417,10 @@ def test_two_overlapping_runs_the_second_exits_3(stack, sla, seeded):
             second, took = backup(stack, "run")
         finally:
             conn.rollback()  # releases the table lock: run 1 goes on
-        out1, _ = first.communicate(timeout=300)
+        run1 = first.wait(timeout=300)
     assert second.exit_code == 3, second.output
     assert "another backup run holds" in second.output
-    assert first.returncode == 0, out1[-3000:]
+    assert run1.exit_code == 0, run1.output[-3000:]
     results = [r.result for r in service_log(stack)[-2:]]
     assert sorted(results) == ["overlap", "success"], results
     sla.record(
@@ -478,21 +469,7 @@ def test_a_failed_run_is_counted_in_the_service_metrics(stack, sla, seeded):
     line, and the service's /metrics counts it; a good run afterwards leaves the state clean."""
 
     def metrics() -> dict[str, float]:
-        res = stack.service("backup").exec(
-            [
-                "python3",
-                "-c",
-                "import urllib.request as u; print(u.urlopen("
-                "'http://127.0.0.1:9102/metrics', timeout=5).read().decode())",
-            ]
-        )
-        assert res.exit_code == 0, res.output
-        out = {}
-        for ln in res.output.splitlines():
-            if ln.startswith("backup_") and " " in ln:
-                key, _, value = ln.rpartition(" ")
-                out[key] = float(value)
-        return out
+        return stack.service("backup").metrics()
 
     before = metrics()
     failed, _ = backup(stack, "run", env={"PGPORT": "5999"})

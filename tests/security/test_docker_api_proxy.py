@@ -6,7 +6,6 @@ HAProxy exactly as cAdvisor's do and need no client tool in the image."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -53,12 +52,14 @@ def request(stack, method: str, path: str, via: str = "docker-api-proxy") -> tup
     """One HTTP request to docker-api-proxy:2375 from `via`'s network namespace."""
     cid = stack.service(via).container.id
     host = "127.0.0.1" if via == "docker-api-proxy" else "docker-api-proxy"
-    proc = subprocess.run(
-        ["docker", "run", "--rm", "--network", f"container:{cid}", "--entrypoint", "python3",
-         PROBE_IMAGE, "-c", PROBE, method, path, host],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    if proc.returncode != 0:
+    proc = stack.engine.run(
+        PROBE_IMAGE,
+        ["-c", PROBE, method, path, host],
+        entrypoint=["python3"],
+        network_mode=f"container:{cid}",
+        timeout=60,
+    )
+    if proc.exit_code != 0:
         return 0, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no answer"
     status, _, body = proc.stdout.partition("\n")
     return int(status), body

@@ -7,13 +7,15 @@ testinfra's docker backend (`docker exec ... /bin/sh -c`), what Docker decided f
 
 import json
 import secrets
-import subprocess
+from contextlib import suppress
 from pathlib import Path
 
+import docker.errors
 import pytest
 import testinfra
 
 from stackcheck.compose import Compose
+from stackcheck.services.base import Engine, RunResult, run_container
 from stackcheck.waits import wait_for
 
 pytestmark = pytest.mark.security
@@ -46,7 +48,7 @@ def pid1_status(svc, field: str) -> str:
 def test_no_service_runs_as_root(services, sla):
     offenders = {}
     for name, svc in services.items():
-        configured = svc.container.attrs["Config"].get("User") or "root"
+        configured = svc.user
         uid = pid1_status(svc, "Uid").split()[1]  # effective
         if configured in {"", "root", "0", "0:0"} or uid == "0":
             offenders[name] = f"configured {configured!r}, PID 1 effective uid {uid}"
@@ -62,10 +64,10 @@ def test_no_service_runs_as_root(services, sla):
 def test_published_ports_bind_loopback_only(services, sla):
     bindings, open_ = [], []
     for name, svc in services.items():
-        for port, binds in (svc.container.attrs["NetworkSettings"]["Ports"] or {}).items():
-            for b in binds or []:
-                bindings.append(f"{name} {b['HostIp']}:{b['HostPort']}->{port}")
-                if b["HostIp"] not in {"127.0.0.1", "::1"}:
+        for port, binds in svc.port_bindings().items():
+            for b in binds:
+                bindings.append(f"{name} {b.host}:{b.port}->{port}")
+                if b.host not in {"127.0.0.1", "::1"}:
                     open_.append(bindings[-1])
     sla.record(
         "S4",
@@ -79,7 +81,7 @@ def test_published_ports_bind_loopback_only(services, sla):
 def test_root_filesystems_are_read_only(services, sla):
     writable = {}
     for name, svc in services.items():
-        declared = svc.container.attrs["HostConfig"].get("ReadonlyRootfs", False)
+        declared = svc.read_only_rootfs
         probe = inside(svc).run("touch /.stackcheck-probe")
         if not declared or probe.rc == 0:
             writable[name] = f"ReadonlyRootfs={declared}, write to / -> rc {probe.rc}"
@@ -95,7 +97,7 @@ def test_root_filesystems_are_read_only(services, sla):
 def test_capabilities_dropped_and_no_new_privileges(services, sla):
     bad = {}
     for name, svc in services.items():
-        host = svc.container.attrs["HostConfig"]
+        host = svc.host_config
         cap_eff = pid1_status(svc, "CapEff")
         nnp = any(o.startswith("no-new-privileges") for o in host.get("SecurityOpt") or [])
         if "ALL" not in (host.get("CapDrop") or []) or not nnp or cap_eff != CAP_EFF_NONE:
@@ -115,7 +117,7 @@ def test_capabilities_dropped_and_no_new_privileges(services, sla):
 def test_every_container_has_limits_and_reservations(services, sla):
     rows, missing = [], {}
     for name, svc in services.items():
-        host = svc.container.attrs["HostConfig"]
+        host = svc.host_config
         mem, cpus, res = (
             host.get("Memory", 0),
             host.get("NanoCpus", 0) / 1e9,
@@ -141,7 +143,7 @@ def test_no_secret_value_in_inspect_or_environment(stack, services, sla):
     }
     leaks = []
     for name, svc in services.items():
-        inspect = json.dumps(svc.container.attrs)
+        inspect = json.dumps(svc.inspect())
         environ = svc.exec(["sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"]).output
         for secret, value in values.items():
             if value in inspect:
@@ -187,28 +189,40 @@ def test_postgres_tuned_for_its_limits(stack, sla):
     assert got == want
 
 
-def _postgres_server_environ(cfg: dict, secret: Path, with_wrapper: bool) -> tuple[str, float]:
+def _postgres_server_environ(
+    engine: Engine, cfg: dict, secret: Path, with_wrapper: bool
+) -> tuple[str, float]:
     """PID 1's environment of a throwaway server from the stack's postgres image (tmpfs PGDATA,
     no network, the stack's user and hardening flags), once it accepts TCP connections."""
     entry = cfg["entrypoint"]
     wrapper = next(v["source"] for v in cfg["volumes"] if v["target"] == entry[-1])
-    args = [
-        "docker", "run", "-d", "--rm", "--network", "none", "--user", str(cfg["user"]),
-        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--tmpfs", "/var/lib/postgresql:uid=999,gid=999,mode=0755",
-        "--tmpfs", "/var/run/postgresql:uid=999,gid=999,mode=0775", "--tmpfs", "/tmp:mode=1777",
-        "--volume", f"{secret}:/run/secrets/postgres_password:ro",
-        "--env", "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password",
-        "--env", "POSTGRES_USER=postgres",
-    ]  # fmt: skip
+    volumes = [f"{secret}:/run/secrets/postgres_password:ro"]
     if with_wrapper:
-        args += ["--volume", f"{wrapper}:{entry[-1]}:ro", "--entrypoint", entry[0]]
-    args += [cfg["image"], *(entry[1:] if with_wrapper else []), *cfg["command"]]
-    cid = subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
+        volumes.append(f"{wrapper}:{entry[-1]}:ro")
+    container = engine.docker.containers.run(
+        cfg["image"],
+        cfg["command"],
+        entrypoint=entry if with_wrapper else None,
+        detach=True,
+        network_mode="none",
+        user=str(cfg["user"]),
+        read_only=True,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        tmpfs={
+            "/var/lib/postgresql": "uid=999,gid=999,mode=0755",
+            "/var/run/postgresql": "uid=999,gid=999,mode=0775",
+            "/tmp": "mode=1777",
+        },
+        volumes=volumes,
+        environment={
+            "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres_password",
+            "POSTGRES_USER": "postgres",
+        },
+    )
 
     def ready() -> bool:
-        probe = ["docker", "exec", cid, "pg_isready", "-q", "-h", "127.0.0.1"]
-        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+        return container.exec_run(["pg_isready", "-q", "-h", "127.0.0.1"]).exit_code == 0
 
     try:
         _, took = wait_for(
@@ -216,14 +230,11 @@ def _postgres_server_environ(cfg: dict, secret: Path, with_wrapper: bool) -> tup
             timeout=90,
             what="the throwaway postgres to accept TCP connections",
         )
-        environ = subprocess.run(
-            ["docker", "exec", cid, "sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        res = container.exec_run(["sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"])
+        assert res.exit_code == 0, res.output
+        environ = res.output.decode("utf-8", "replace")
     finally:
-        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+        container.remove(force=True)
     return environ, took
 
 
@@ -242,8 +253,8 @@ def test_postgres_password_is_kept_out_of_the_server_by_the_wrapper(stack, tmp_p
     secret = tmp_path / "postgres_password"
     secret.write_text(value + "\n")
     secret.chmod(0o444)
-    bare, _ = _postgres_server_environ(cfg, secret, with_wrapper=False)
-    wrapped, took = _postgres_server_environ(cfg, secret, with_wrapper=True)
+    bare, _ = _postgres_server_environ(stack.engine, cfg, secret, with_wrapper=False)
+    wrapped, took = _postgres_server_environ(stack.engine, cfg, secret, with_wrapper=True)
     assert f"POSTGRES_PASSWORD={value}" in bare, (
         "the image's entrypoint no longer exports POSTGRES_PASSWORD: the stand-in drifted from "
         "the official image, and this test would prove nothing"
@@ -262,44 +273,45 @@ def test_postgres_password_is_kept_out_of_the_server_by_the_wrapper(stack, tmp_p
 BASE_IMAGE = "debian:bookworm-slim"  # setup's offline base; has chown like MinIO's ubi-micro
 
 
-def _docker(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
-
-
 @pytest.mark.req("S2", "S9", "A6")
-def test_minio_volume_init_makes_a_new_volume_writable_with_chown_only():
+def test_minio_volume_init_makes_a_new_volume_writable_with_chown_only(docker_client):
     """The compose file's minio-volume-init, run as configured (user, cap_drop/cap_add, read-only,
     no network, no-new-privileges, its entrypoint) on a throwaway volume, with the Debian base in
     place of the MinIO image (none offline): before it, MinIO's uid cannot create .minio.sys in
     a new root-owned volume; after it, it can; without CAP_CHOWN the same job fails."""
-    if _docker("image", "inspect", BASE_IMAGE).returncode != 0:
+    try:
+        docker_client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
         pytest.skip(f"needs the local image {BASE_IMAGE} (offline setup builds it)")
     cfg = Compose("stackcheck-policy", STACK_DIR, ("compose.yml",)).config(profiles=["*"])
     init, minio = cfg["services"]["minio-volume-init"], cfg["services"]["minio"]
     volume = f"stackcheck-minio-init-{secrets.token_hex(4)}"
+    data = {volume: {"bind": "/data", "mode": "rw"}}
 
-    def run_init(cap_add: list[str]) -> subprocess.CompletedProcess[str]:
-        args = ["run", "--rm", "--user", str(init["user"]), "--network", init["network_mode"]]
-        args += ["--read-only", "--cap-drop", "ALL", *(f"--cap-add={c}" for c in cap_add)]
-        args += [f"--security-opt={o}" for o in init["security_opt"]]
-        args += ["--volume", f"{volume}:/data", "--entrypoint", init["entrypoint"][0], BASE_IMAGE]
-        return _docker(*args, *init["entrypoint"][1:])
-
-    def as_minio(cmd: str) -> subprocess.CompletedProcess[str]:
-        return _docker(
-            "run", "--rm", "--user", str(minio["user"]), "--network", "none", "--read-only",
-            "--cap-drop", "ALL", "--volume", f"{volume}:/data", BASE_IMAGE, "sh", "-c", cmd,
+    def run_init(cap_add: list[str]) -> RunResult:
+        return run_container(
+            docker_client, BASE_IMAGE, None, user=str(init["user"]),
+            network_mode=init["network_mode"], read_only=True, cap_drop=["ALL"],
+            cap_add=cap_add, security_opt=init["security_opt"], volumes=data,
+            entrypoint=init["entrypoint"], timeout=60,
         )  # fmt: skip
 
-    assert _docker("volume", "create", volume).returncode == 0
+    def as_minio(cmd: str) -> RunResult:
+        return run_container(
+            docker_client, BASE_IMAGE, ["sh", "-c", cmd], user=str(minio["user"]),
+            network_mode="none", read_only=True, cap_drop=["ALL"], volumes=data, timeout=60,
+        )  # fmt: skip
+
+    docker_client.volumes.create(volume)
     try:
         fresh = as_minio("stat -c '%u:%g %a' /data; mkdir /data/.minio.sys")
-        assert fresh.stdout.startswith("0:0 755") and fresh.returncode != 0, fresh
+        assert fresh.stdout.startswith("0:0 755") and fresh.exit_code != 0, fresh
         without = run_init([])
-        assert without.returncode != 0, f"chown succeeded without CAP_CHOWN: {without}"
+        assert without.exit_code != 0, f"chown succeeded without CAP_CHOWN: {without}"
         done = run_init(init["cap_add"])
-        assert done.returncode == 0, done.stderr
+        assert done.exit_code == 0, done.stderr
         after = as_minio("mkdir /data/.minio.sys && stat -c '%u:%g %a' /data")
-        assert after.returncode == 0 and after.stdout.strip() == f"{minio['user']} 755", after
+        assert after.exit_code == 0 and after.stdout.strip() == f"{minio['user']} 755", after
     finally:
-        _docker("volume", "rm", "-f", volume)
+        with suppress(docker.errors.NotFound):
+            docker_client.volumes.get(volume).remove(force=True)

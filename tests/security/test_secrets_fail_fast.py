@@ -4,7 +4,6 @@ configuration from the merged compose file, only the secret file is left out."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,34 +12,29 @@ import pytest
 pytestmark = pytest.mark.security
 
 
-def run_without_secrets(svc: dict, timeout: float) -> tuple[int | None, str, float]:
-    args = ["docker", "run", "--rm", "--network", "none"]
+def run_without_secrets(stack, svc: dict, timeout: float) -> tuple[int | None, str, float]:
+    """The service's image run once as the merged compose file configures it (user, read-only
+    root, tmpfs, configuration binds, environment, entrypoint and command) on no network, with
+    an empty tmpfs for each data volume and no secret; None for a run still going at the end."""
+    create: dict = {"network_mode": "none", "tmpfs": {}, "volumes": []}
     if svc.get("user"):
-        args += ["--user", str(svc["user"])]
+        create["user"] = str(svc["user"])
     if svc.get("read_only"):
-        args.append("--read-only")
+        create["read_only"] = True
     for t in svc.get("tmpfs") or []:
-        args += ["--tmpfs", t]
+        path, _, options = t.partition(":")
+        create["tmpfs"][path] = options
     for v in svc.get("volumes") or []:
         if v["type"] == "bind":  # configuration files stay; secrets are not binds here
-            args += ["--volume", f"{v['source']}:{v['target']}:ro"]
+            create["volumes"].append(f"{v['source']}:{v['target']}:ro")
         elif v["type"] == "volume":  # a fresh, empty data directory
-            args += ["--tmpfs", v["target"]]
-    for k, val in (svc.get("environment") or {}).items():
-        args += ["--env", f"{k}={val}"]
-    if svc.get("entrypoint"):
-        args += ["--entrypoint", svc["entrypoint"][0]]
-    args.append(svc["image"])
-    if svc.get("entrypoint"):
-        args += svc["entrypoint"][1:]
-    args += svc.get("command") or []
+            create["tmpfs"][v["target"]] = ""
+    create["environment"] = {k: val for k, val in (svc.get("environment") or {}).items()}
+    if svc.get("entrypoint"):  # as `--entrypoint E IMAGE ARGS...`: no image CMD
+        create["entrypoint"] = svc["entrypoint"]
     start = time.monotonic()
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode() + (exc.stderr or b"").decode()
-        return None, out, time.monotonic() - start
-    return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start
+    ran = stack.engine.run(svc["image"], svc.get("command") or None, timeout=timeout, **create)
+    return ran.exit_code, ran.output, time.monotonic() - start
 
 
 @pytest.mark.req("S6")
@@ -51,7 +45,7 @@ def test_missing_secret_fails_fast_with_a_clear_message(stack, service, sla):
     cfg = stack.compose.config()["services"][service]
     secrets = [s["target"] for s in cfg.get("secrets") or []]
     assert secrets, f"{service} declares no secrets"
-    code, out, took = run_without_secrets(cfg, timeout=30)
+    code, out, took = run_without_secrets(stack, cfg, timeout=30)
     assert code not in (None, 0), f"{service} kept running without its secrets: {out[-1500:]}"
     named = [t for t in secrets if t in out or Path(t).name in out]
     env_named = [

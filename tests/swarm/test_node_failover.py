@@ -10,15 +10,16 @@ docker-registry, stackcheck.ops.swarm.ensure_registry)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
+from contextlib import suppress
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from stackcheck.mailflow import PROFILES
 from stackcheck.ops import swarm
+from stackcheck.services.base import start_exec
 from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.swarm, pytest.mark.recovery, pytest.mark.disrupts]
@@ -28,15 +29,17 @@ WORKER = "stackcheck-swarm-worker"
 SERVICE = "ecom-mailer"
 
 
-def sh(*args: str, timeout: float = 120, check: bool = True, input: bytes | None = None):
-    proc = subprocess.run(["docker", *args], capture_output=True, timeout=timeout, input=input)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {proc.stderr.decode()[-1000:]}")
-    return proc.stdout.decode()
+def in_worker(stack, *args: str, timeout: float = 120, check: bool = True) -> str:
+    """`docker ARGS` run by the worker's own engine (the CLI inside the worker container)."""
+    res = start_exec(stack.docker, WORKER, ["docker", *args]).wait(timeout)
+    if check and res.exit_code != 0:
+        raise AssertionError(f"docker {' '.join(args)} in {WORKER}: {res.output[-1000:]}")
+    return res.output
 
 
-def in_worker(*args: str, timeout: float = 120, check: bool = True) -> str:
-    return sh("exec", WORKER, "docker", *args, timeout=timeout, check=check)
+def remove_worker(stack) -> None:
+    with suppress(docker.errors.NotFound):
+        stack.docker.containers.get(WORKER).remove(force=True)
 
 
 def worker_image() -> str:
@@ -46,68 +49,61 @@ def worker_image() -> str:
         pytest.skip(f"cannot build the worker engine's image (Debian docker.io): {exc}")
 
 
-def node_of_running_task(ns: str) -> str:
-    out = sh(
-        "service", "ps", f"{ns}_{SERVICE}", "--filter", "desired-state=running",
-        "--format", "{{.Node}} {{.CurrentState}}",
-    )  # fmt: skip
-    running = [ln.split()[0] for ln in out.splitlines() if " Running" in ln]
-    return running[0] if running else ""
+def node_of_running_task(stack, ns: str) -> str:
+    """The host name of the node that runs the service's task (`docker service ps`' NODE)."""
+    tasks = stack.docker.services.get(f"{ns}_{SERVICE}").tasks(filters={"desired-state": "running"})
+    for task in tasks:
+        if (task.get("Status") or {}).get("State") == "running":
+            return stack.docker.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"]
+    return ""
 
 
 @pytest.fixture
 def worker(stack):
     """A worker node in a privileged container, joined to the swarm; removed afterwards."""
     image = worker_image()
-    sh("rm", "-f", WORKER, check=False)
-    started = subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--privileged",
-            "--name",
-            WORKER,
-            "--hostname",
-            WORKER,
-            "--env",
-            f"REGISTRY={swarm.bridge_address()}:5000",
+    remove_worker(stack)
+    try:
+        container = stack.docker.containers.run(
             image,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if started.returncode:
-        pytest.skip(
-            "this engine cannot run a nested engine (privileged container): "
-            + started.stderr[-300:]
+            detach=True,
+            privileged=True,
+            name=WORKER,
+            hostname=WORKER,
+            environment={"REGISTRY": f"{swarm.bridge_address()}:5000"},
         )
+    except docker.errors.APIError as exc:
+        pytest.skip(f"this engine cannot run a nested engine (privileged container): {exc}"[-400:])
     try:
         try:
             wait_for(
-                lambda: in_worker("info", timeout=10),
+                lambda: in_worker(stack, "info", timeout=10),
                 timeout=60,
                 what="the worker engine to answer",
             )
         except Exception as exc:
-            logs = sh("logs", "--tail", "20", WORKER, check=False)
+            logs = container.logs(tail=20).decode("utf-8", "replace")
             pytest.skip(f"the nested engine does not start here ({exc}); its log: {logs[-500:]}")
         manager = swarm.bridge_address()
-        token = sh("swarm", "join-token", "-q", "worker").strip()
-        ip = sh("inspect", "-f", "{{.NetworkSettings.IPAddress}}", WORKER).strip()
+        stack.docker.swarm.reload()
+        token = stack.docker.swarm.attrs["JoinTokens"]["Worker"]
+        container.reload()
+        ip = container.attrs["NetworkSettings"]["IPAddress"]
         in_worker(
-            "swarm", "join", "--advertise-addr", ip, "--token", token, f"{manager}:2377", timeout=60
-        )
+            stack,
+            "swarm", "join", "--advertise-addr", ip, "--token", token, f"{manager}:2377",
+            timeout=60,
+        )  # fmt: skip
         wait_for(
-            lambda: json.loads(sh("node", "inspect", WORKER))[0]["Status"]["State"] == "ready",
+            lambda: stack.docker.nodes.get(WORKER).attrs["Status"]["State"] == "ready",
             timeout=60,
             what="the worker node ready",
         )
         yield WORKER
     finally:
-        sh("rm", "-f", WORKER, check=False, timeout=120)
-        sh("node", "rm", "--force", WORKER, check=False)
+        remove_worker(stack)
+        with suppress(docker.errors.APIError):
+            stack.docker.nodes.get(WORKER).remove(force=True)
 
 
 @pytest.mark.req("E4", "SLA-R2")
@@ -117,15 +113,19 @@ def test_worker_lost_mid_burst_mailer_rescheduled_on_the_manager(
     if ollama is None:
         pytest.skip("needs the Ollama double to pace the burst; a real Ollama is configured")
     ns = stack.config.project
-    image = json.loads(sh("service", "inspect", f"{ns}_{SERVICE}"))[0]["Spec"]["TaskTemplate"][
-        "ContainerSpec"
-    ]["Image"]
-    image = image.split("@")[0]
+    mailer = stack.service(SERVICE)
+    image = mailer.task_template["ContainerSpec"]["Image"].split("@")[0]
     pushed = swarm.ensure_registry(ns, [image], say=stack.progress)
     # the scheduler spreads a service's task to the node with the fewest tasks: the new worker
     t0 = time.monotonic()
-    sh("service", "update", "--detach=false", "--quiet", "--force", f"{ns}_{SERVICE}", timeout=300)
-    assert node_of_running_task(ns) == WORKER, f"{SERVICE} was not placed on the worker"
+    stack.docker.services.get(f"{ns}_{SERVICE}").force_update()  # `service update --force`
+    wait_for(  # converged: its one running task is the one the scheduler put on the worker
+        lambda: node_of_running_task(stack, ns),
+        timeout=300,
+        interval=1,
+        ok=lambda node: node == WORKER,
+        what=f"{SERVICE} placed on the worker",
+    )
     on_worker = stack.service(SERVICE)  # T1 across nodes: no container here, its task there
     assert (on_worker.state(), on_worker.health()) == ("running", "healthy")
     moved = time.monotonic() - t0
@@ -150,9 +150,9 @@ def test_worker_lost_mid_burst_mailer_rescheduled_on_the_manager(
             what="the first mails of the burst stored by the worker's mailer",
         )
         lost_at = time.monotonic()
-        sh("kill", WORKER)  # the node is gone: no graceful stop, no leave
+        stack.docker.containers.get(WORKER).kill()  # the node is gone: no graceful stop, no leave
         wait_for(
-            lambda: node_of_running_task(ns) == stack.docker.info()["Name"],
+            lambda: node_of_running_task(stack, ns) == stack.docker.info()["Name"],
             timeout=180,
             interval=1,
             what=f"{SERVICE} rescheduled on the manager",

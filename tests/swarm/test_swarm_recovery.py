@@ -20,9 +20,9 @@ pytestmark = [pytest.mark.swarm, pytest.mark.recovery, pytest.mark.disrupts]
 def crash(svc) -> str:
     """SIGKILL the task's main process from the host, as a crash would; return the task's
     container id (Swarm replaces the task by a new one, in a new container)."""
-    container = svc.container
-    os.kill(container.attrs["State"]["Pid"], signal.SIGKILL)
-    return container.id
+    old = svc.container.id
+    os.kill(svc.pid, signal.SIGKILL)
+    return old
 
 
 def replaced_and_healthy(svc, old_id: str, timeout: float) -> float:

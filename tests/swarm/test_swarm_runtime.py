@@ -18,7 +18,7 @@ def test_no_task_can_gain_a_capability(stack, sla):
     a setuid binary gains none; and no task runs privileged."""
     bad = {}
     for svc in stack.services():
-        host = svc.container.attrs["HostConfig"]
+        host = svc.host_config
         caps = svc.exec(["sh", "-c", "awk '/^Cap(Eff|Bnd|Amb):/ {print $2}' /proc/1/status"])
         values = caps.output.split()
         if (
@@ -44,8 +44,8 @@ def test_every_service_has_limits_and_a_memory_reservation(stack, sla):
     Swarm keeps it (it admits a task only on a node with that much free)."""
     rows, missing = [], {}
     for svc in stack.services():
-        host = svc.container.attrs["HostConfig"]
-        spec = stack.docker.services.get(svc.full_name).attrs["Spec"]["TaskTemplate"]
+        host = svc.host_config
+        spec = svc.task_template
         reserved = ((spec.get("Resources") or {}).get("Reservations") or {}).get("MemoryBytes", 0)
         mem, cpus = host.get("Memory", 0), host.get("NanoCpus", 0) / 1e9
         rows.append(f"{svc.name} {mem / 2**20:.0f}M/{cpus:g} cpu, reserved {reserved / 2**20:.0f}M")

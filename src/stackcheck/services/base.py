@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import httpx
+import requests
 from docker.models.containers import Container
 
 from stackcheck.compose import PublishedPort
@@ -54,6 +57,10 @@ class Engine:
         if self.external:
             raise MutationRefused(f"{what}: refused, the stack is external (observe only)")
 
+    def run(self, image: str, command: list[str] | None = None, **kwargs: Any) -> RunResult:
+        """A throwaway container run to its end (run_container)."""
+        return run_container(self.docker, image, command, **kwargs)
+
     def sibling(self, name: str) -> Service:
         """The handle of another service of the stack; ServiceError if it has none."""
         found = self.peer(name)
@@ -66,6 +73,49 @@ class Engine:
 class ExecResult:
     exit_code: int
     output: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A throwaway container's run: exit code (None: still running at the deadline, killed),
+    and what it wrote to stdout and stderr."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_container(
+    client: docker.DockerClient,
+    image: str,
+    command: list[str] | None = None,
+    *,
+    timeout: float = 120,
+    **create: Any,
+) -> RunResult:
+    """`docker run --rm IMAGE COMMAND` through the SDK (`create` takes the keywords of
+    `containers.create`: user, network_mode, read_only, tmpfs, volumes, entrypoint ...): start,
+    wait at most `timeout` seconds, collect both streams, remove. The CLI would be a second way
+    to reach Docker, and parsing its output a second contract."""
+    container = client.containers.create(image, command, **create)
+    try:
+        container.start()
+        try:
+            code: int | None = container.wait(timeout=timeout)["StatusCode"]
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            # the wait timed out: it still runs
+            code = None
+            with suppress(docker.errors.APIError):  # it may have ended just now
+                container.kill()
+        out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+        err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+    finally:
+        container.remove(force=True)
+    return RunResult(code, out, err)
 
 
 def cpu_percent(stats: dict) -> float:
@@ -256,9 +306,7 @@ class Service:
     def exec_background(self, cmd: list[str]) -> RunningExec:
         """Start a command in the container and return at once (`docker exec` in the
         background): for a test that holds one run while it starts another."""
-        api = self.engine.docker.api
-        exec_id = api.exec_create(self.container.id, cmd)["Id"]
-        return RunningExec(api, exec_id, api.exec_start(exec_id, stream=True))
+        return start_exec(self.engine.docker, self.container.id, cmd)
 
     def secret(self, name: str) -> str:
         """A secret's value: from the stack's secrets folder on this host, or, where this user
@@ -363,6 +411,12 @@ class SwarmService(Service):
         found.sort(key=lambda c: (c.status != "running", -_created(c)))
         return found[0]
 
+    @property
+    def task_template(self) -> dict[str, Any]:
+        """The service spec's TaskTemplate (resources, placement, container spec): what Swarm
+        keeps outside the containers, e.g. the memory reservation."""
+        return self.engine.docker.services.get(self.full_name).attrs["Spec"]["TaskTemplate"]
+
     def tasks(self, *, desired: str | None = "running") -> list[dict]:
         """The service's tasks as the swarm reports them (on every node)."""
         svc = self.engine.docker.services.get(self.full_name)
@@ -400,6 +454,12 @@ class SwarmService(Service):
                 f"{container_port}/{protocol}", []
             )
         return out
+
+
+def start_exec(client: docker.DockerClient, container: str, cmd: list[str]) -> RunningExec:
+    """`docker exec CONTAINER CMD` started in the background (container: id or name)."""
+    exec_id = client.api.exec_create(container, cmd)["Id"]
+    return RunningExec(client.api, exec_id, client.api.exec_start(exec_id, stream=True))
 
 
 class RunningExec:
