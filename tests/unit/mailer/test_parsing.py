@@ -637,10 +637,10 @@ def test_fingerprint():
 def test_parsing_the_corpus_is_fast():
     import time
 
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded machine stretches only the wall clock
     for path in corpus_files():
         parse(path.read_bytes())
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 def test_date_is_aware_utc_comparable():
@@ -835,9 +835,9 @@ def test_tnef_found_by_content_and_by_name():
     ],
 )
 def test_malformed_tnef_is_kept_and_bounded(tnef):
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: a loaded machine stretches only the wall clock
     p = parse(_winmail_mail(tnef))
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
     assert names(p)[0] == "winmail.dat"
     assert p.attachments[0].data == tnef
 
