@@ -22,10 +22,10 @@ from stackcheck.evidence.catalogue import Catalogue
 from stackcheck.evidence.recorder import Evidence
 from stackcheck.evidence.thresholds import Threshold, ThresholdError
 from stackcheck.evidence.thresholds import load as load_thresholds
+from stackcheck.markers import SUITES, impact
 from stackcheck.mode import Mode, ModeError, StackConfig, resolve, select_mode
 from stackcheck.stack import Stack, StackError
 
-SUITES = ("infra", "e2e", "perf", "recovery", "security")
 MARKERS = {
     "infra": "one-line infrastructure checks against the running stack (fast, non-destructive)",
     "e2e": "end-to-end mail flows through the running stack",
@@ -191,15 +191,6 @@ def pytest_testnodedown(node, error) -> None:
     state["workers"] += 1
     for key in ("suites", "collected", "deselected"):
         state[key] = out["state"][key]  # every worker collects the same
-
-
-def impact(item: pytest.Item) -> str:
-    """reads, writes or disrupts: what the test does to the stack (see MARKERS)."""
-    if item.get_closest_marker("disrupts") or item.get_closest_marker("recovery"):
-        return "disrupts"
-    if item.get_closest_marker("writes"):
-        return "writes"
-    return "reads" if item.get_closest_marker("reads") else "writes"
 
 
 def _hands_off(config: pytest.Config, items: list[pytest.Item]) -> None:

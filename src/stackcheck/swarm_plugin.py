@@ -15,6 +15,7 @@ import os
 
 import pytest
 
+from stackcheck.markers import SUITES, impact
 from stackcheck.mode import Mode, ModeError, select_mode
 
 SWARM_MARKER = "swarm: needs a Swarm stack (`./run deploy swarm`, then --stack=swarm)"
@@ -80,8 +81,6 @@ def reason_on_swarm(nodeid: str, impact: str) -> str | None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from stackcheck.plugin import SUITES, impact
-
     swarm = _mode(config) is Mode.SWARM
     for item in items:
         if item.get_closest_marker("swarm") is not None and not swarm:

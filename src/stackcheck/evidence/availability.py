@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stackcheck.evidence.recorder import FAIL, PASS, PROVISIONAL
+from stackcheck.evidence.verdicts import FAIL, PASS, PROVISIONAL
 
 MONTH_S = 30 * 86400.0
 

@@ -13,13 +13,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stackcheck.evidence.catalogue import Catalogue
+from stackcheck.evidence.report import render
 from stackcheck.evidence.thresholds import Threshold
+from stackcheck.evidence.verdicts import (  # noqa: F401 (re-exported: the recorder's verdicts)
+    FAIL,
+    NOT_COVERED,
+    PASS,
+    PROVISIONAL,
+    SKIPPED,
+    VERDICTS,
+)
 
-PASS, FAIL, SKIPPED, NOT_COVERED = "pass", "fail", "skipped", "not covered"
-# a measurement over less than the window its target is defined for (e.g. 30 days of
-# availability): neither pass nor fail yet; the value and its projection are shown
-PROVISIONAL = "provisional"
-VERDICTS = (PASS, FAIL, PROVISIONAL, SKIPPED, NOT_COVERED)
 SAMPLE_KINDS = ("distribution", "timeline", "labelled")
 
 
@@ -218,6 +222,4 @@ def summarise(verdicts) -> dict[str, int]:
 
 def render_html(data: dict, history: list[dict] | None = None) -> str:
     """The reviewer's page (evidence.report), for this evidence alone or with its history."""
-    from stackcheck.evidence.report import render  # report imports this module's verdicts
-
     return render(data, history or [])

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from stackcheck.evidence import plots
-from stackcheck.evidence.recorder import FAIL, NOT_COVERED, PASS, PROVISIONAL, SKIPPED
+from stackcheck.evidence.verdicts import FAIL, NOT_COVERED, PASS, PROVISIONAL, SKIPPED
 
 # area -> ID prefixes (longest prefix wins; exact IDs listed where one group spans two areas)
 AREAS: dict[str, tuple[str, ...]] = {

@@ -35,7 +35,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from stackcheck.ops.secretfiles import MAILPIT_UID, chown_secret, read_secret, write_secret
+from stackcheck.ops.secretio import chown_secret, read_secret, write_secret
+
+MAILPIT_UID = 1025  # mailpit's uid: it reads the server key
 
 CA_KEY = "mail_ca_key"
 CA_CERT = "mail_ca.crt"

@@ -8,16 +8,21 @@ Run as `python -m stackcheck.ops.secretfiles [stack/secrets]`.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from stackcheck import project_root
+from stackcheck.ops import mailtls  # the mail CA and server certificate (issue 11)
+from stackcheck.ops.mailtls import MAILPIT_UID
+from stackcheck.ops.secretio import (
+    SecretSetupError,
+    chown_secret,
+    read_secret,
+    write_secret,
+)
 
 
 def random_password() -> str:
@@ -103,7 +108,6 @@ class SecretSpec:
 
 
 POSTGRES_UID = REDIS_UID = 999  # the official images' postgres and redis users
-MAILPIT_UID = 1025
 PRAXIS_UID, ECOM_UID, MAILER_GID = 1001, 1002, 1000  # our mailer image's users
 N8N_UID = 1000  # the official n8n image's node user
 MINIO_UID = 1004
@@ -164,59 +168,6 @@ SPECS: tuple[SecretSpec, ...] = (
 )
 
 
-class SecretSetupError(RuntimeError):
-    """A secret could not be written or given to its service's uid."""
-
-
-def write_secret(path: Path, content: str) -> None:
-    """Write a secret file 0400 in one step (temp file, then rename): no reader sees half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(content)
-    os.replace(tmp, path)
-
-
-def chown_secret(path: Path, uid: int, gid: int) -> None:
-    """Give a secret file to its service's uid (directly as root, else by `sudo -n chown`)."""
-    st = path.stat()
-    if (st.st_uid, st.st_gid) == (uid, gid):
-        return
-    if os.geteuid() == 0:
-        os.chown(path, uid, gid)
-        return
-    if os.environ.get("STACKCHECK_SECRETS_NO_CHOWN") == "1" or sys.platform == "darwin":
-        return  # Docker Desktop maps file ownership to the container user itself
-    sudo = shutil.which("sudo")
-    if (
-        sudo
-        and subprocess.run(
-            [sudo, "-n", "chown", f"{uid}:{gid}", str(path)], capture_output=True
-        ).returncode
-        == 0
-    ):
-        return
-    raise SecretSetupError(
-        f"{path} must be owned by uid {uid} so only its service can read it, and this user "
-        "cannot chown: run `./run setup` as root (or with passwordless sudo), or set "
-        "STACKCHECK_SECRETS_NO_CHOWN=1 where the engine maps ownership itself (Docker Desktop)"
-    )
-
-
-def read_secret(path: Path) -> str:
-    """A secret file's text, through `sudo -n cat` where it is already given to another uid."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except PermissionError:
-        sudo = shutil.which("sudo")
-        if not sudo:
-            raise
-        return subprocess.run(
-            [sudo, "-n", "cat", str(path)], capture_output=True, text=True, check=True
-        ).stdout
-
-
 def ensure(directory: Path, specs: tuple[SecretSpec, ...] = SPECS) -> list[str]:
     """Create missing secrets, re-derive stale derived ones, fix modes; return what changed."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -246,8 +197,6 @@ def ensure(directory: Path, specs: tuple[SecretSpec, ...] = SPECS) -> list[str]:
 
 def main(argv: list[str]) -> int:
     directory = Path(argv[0]) if argv else project_root() / "stack" / "secrets"
-    from stackcheck.ops import mailtls  # the mail CA and server certificate (issue 11)
-
     try:
         changed = ensure(directory)
         changed += mailtls.ensure(directory)
