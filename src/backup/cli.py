@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import urllib.request
 
 from backup import config, logs
 from backup.errors import EXIT_CODES, BackupError, ConfigError
+from backup.signals import stop_event
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,14 +49,7 @@ def parser() -> argparse.ArgumentParser:
 def _run(cfg: config.Config) -> int:
     from backup.run import run_backup
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        logs.warning("signal received; stopping the run", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_event(logs.warning, "signal received; stopping the run")
     return run_backup(cfg, stop=stop).exit_code
 
 

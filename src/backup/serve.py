@@ -9,7 +9,6 @@ stopped and leaves no partial file under a final name."""
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from backup.metrics import Metrics
 from backup.pgtools import write_session_pgpass
 from backup.run import run_backup
 from backup.schedule import due_at_start, next_run
+from backup.signals import stop_event
 
 
 class State:
@@ -74,14 +74,7 @@ def serve(cfg: Config) -> int:
     logs.info("database password loaded", file=str(cfg.password_file))
     if write_session_pgpass(cfg):  # T3: an operator's pg_dump in this container needs no password
         logs.info("password file for operators written", pgpassfile=str(cfg.session_pgpass))
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        logs.info("stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_event(logs.info, "stopping")
 
     metrics, state = Metrics(cfg.backup_dir), State()
     last = runlog.last_success(cfg.backup_dir)

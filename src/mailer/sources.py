@@ -157,9 +157,11 @@ def _source_name(kind: str, security: str, host: str, port: int) -> str:
     return f"{kind}{'s' if security == 'tls' else ''}://{host}:{port}"
 
 
-class Pop3Source:
-    """Mailpit's POP3 lists every captured message (all recipients, newest 100) with its message
-    ID as the UIDL: we take only mail addressed to our own addresses and leave the rest alone."""
+class _Mailbox:
+    """What both sources are given: the server, the login, the transport security and the
+    profile's own addresses (mail to anyone else is left alone)."""
+
+    kind = ""
 
     def __init__(
         self,
@@ -180,8 +182,15 @@ class Pop3Source:
         self.security, self.addresses, self.timeout = security, set(addresses), timeout
         self.context = context
         self.spool = spool
-        self.name = _source_name("pop3", security, host, port)
+        self.name = _source_name(self.kind, security, host, port)
         self._foreign = _Bounded()
+
+
+class Pop3Source(_Mailbox):
+    """Mailpit's POP3 lists every captured message (all recipients, newest 100) with its message
+    ID as the UIDL: we take only mail addressed to our own addresses and leave the rest alone."""
+
+    kind = "pop3"
 
     def _connect(self) -> poplib.POP3:
         conn = None
@@ -316,9 +325,11 @@ class _IMAP4_SSL(_LongLines, imaplib.IMAP4_SSL):
     pass
 
 
-class ImapSource:
+class ImapSource(_Mailbox):
     """IMAP with a UID high-water mark per UIDVALIDITY, IDLE to wait for new mail (polling where
     the server lacks IDLE), and \\Seen set only on committed mails."""
+
+    kind = "imap"
 
     def __init__(
         self,
@@ -327,23 +338,13 @@ class ImapSource:
         user: str,
         password: str,
         *,
-        security: str = "tls",
-        context: ssl.SSLContext | None = None,
-        addresses: tuple[str, ...],
         mailbox: str = "INBOX",
-        timeout: float = 30.0,
         idle_seconds: float = 290.0,
-        spool: Spool | None = None,
+        **common,
     ):
-        if security not in ("tls", "starttls", "none"):
-            raise ValueError(f"security={security!r}")
-        self.spool = spool
-        self.host, self.port, self.user, self._password = host, port, user, password
-        self.security, self.addresses, self.mailbox = security, set(addresses), mailbox
-        self.context = context
-        self.timeout, self.idle_seconds = timeout, idle_seconds
-        self.name = f"{_source_name('imap', security, host, port)}/{mailbox}"
-        self._foreign = _Bounded()
+        super().__init__(host, port, user, password, **common)
+        self.mailbox, self.idle_seconds = mailbox, idle_seconds
+        self.name = f"{self.name}/{mailbox}"
         self._conn: imaplib.IMAP4 | None = None
         self.uidvalidity: str | None = None
 
