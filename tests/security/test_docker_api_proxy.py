@@ -13,14 +13,19 @@ pytestmark = [pytest.mark.security, pytest.mark.needs("docker-api-proxy")]
 
 PROBE_IMAGE = "stackcheck/mailer:0.1.0"  # any image with python3; this one is always built
 PROBE = """
-import http.client, sys
-method, path = sys.argv[1], sys.argv[2]
-conn = http.client.HTTPConnection(sys.argv[3], 2375, timeout=10)
-conn.request(method, path, body=b"{}" if method in ("POST", "PUT") else None,
-             headers={"Content-Type": "application/json"})
-resp = conn.getresponse()
-print(resp.status)
-sys.stdout.write(resp.read().decode("utf-8", "replace"))
+import http.client, json, sys
+host, out = sys.argv[1], []
+for method, path in json.loads(sys.argv[2]):
+    try:
+        conn = http.client.HTTPConnection(host, 2375, timeout=10)
+        conn.request(method, path, body=b"{}" if method in ("POST", "PUT") else None,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        out.append([resp.status, resp.read().decode("utf-8", "replace")])
+        conn.close()
+    except Exception as exc:
+        out.append([0, f"{type(exc).__name__}: {exc}"])
+print(json.dumps(out))
 """
 
 # (method, path, expected status): what cAdvisor reads is served, every write and every other
@@ -48,31 +53,34 @@ CASES = [
 ]
 
 
-def request(stack, method: str, path: str, via: str = "docker-api-proxy") -> tuple[int, str]:
-    """One HTTP request to docker-api-proxy:2375 from `via`'s network namespace."""
+def requests(
+    stack, calls: list[tuple[str, str]], via: str = "docker-api-proxy"
+) -> list[tuple[int, str]]:
+    """HTTP requests to docker-api-proxy:2375 from `via`'s network namespace, each on its own
+    connection, all from one probe container (one container start, not one per request).
+    Status 0: no answer, with the error as the detail."""
     cid = stack.service(via).container.id
     host = "127.0.0.1" if via == "docker-api-proxy" else "docker-api-proxy"
     proc = stack.engine.run(
         PROBE_IMAGE,
-        ["-c", PROBE, method, path, host],
+        ["-c", PROBE, host, json.dumps(calls)],
         entrypoint=["python3"],
         network_mode=f"container:{cid}",
-        timeout=60,
+        timeout=120,
     )
-    if proc.exit_code != 0:
-        return 0, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no answer"
-    status, _, body = proc.stdout.partition("\n")
-    return int(status), body
+    assert proc.exit_code == 0, f"the probe did not run: {proc.exit_code} {proc.stderr[-500:]}"
+    return [(int(status), body) for status, body in json.loads(proc.stdout)]
 
 
 @pytest.mark.req("S11")
 def test_proxy_serves_reads_cadvisor_needs_and_refuses_the_rest(stack, sla):
     v = "v" + stack.docker.version()["ApiVersion"]
     cases = [(m, p.format(v=v), want) for m, p, want in CASES]
-    got = {(m, p): request(stack, m, p)[0] for m, p, _ in cases}
+    answers = requests(stack, [(m, p) for m, p, _ in cases])
+    got = {(m, p): status for (m, p, _), (status, _) in zip(cases, answers, strict=True)}
     wrong = {f"{m} {p}": (got[(m, p)], want) for m, p, want in cases if got[(m, p)] != want}
     assert not wrong, f"(got, want): {wrong}"
-    _, body = request(stack, "GET", f"/{v}/containers/json")
+    body = answers[cases.index(("GET", f"/{v}/containers/json", 200))][1]
     names = {n.lstrip("/") for c in json.loads(body) for n in c["Names"]}
     proxy = stack.service("docker-api-proxy").container.name
     assert proxy in names, f"GET /containers/json does not list this stack ({sorted(names)})"
@@ -93,7 +101,7 @@ def test_proxy_is_out_of_reach_of_other_services(stack, source):
     does not even resolve."""
     if not stack.has(source):
         pytest.skip(f"needs service {source}, which this stack does not run")
-    status, detail = request(stack, "GET", "/_ping", via=source)
+    [(status, detail)] = requests(stack, [("GET", "/_ping")], via=source)
     assert status == 0, f"{source} reached the Docker API proxy: {status} {detail[:200]}"
     # refused by the network, not by a probe that never ran
     assert "gaierror" in detail or "Errno" in detail, detail
