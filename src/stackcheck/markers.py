@@ -15,3 +15,47 @@ def impact(item: pytest.Item) -> str:
     if item.get_closest_marker("writes"):
         return "writes"
     return "reads" if item.get_closest_marker("reads") else "writes"
+
+
+def needs(item: pytest.Item) -> frozenset[str]:
+    """The services the test says it needs (`needs(*services)`)."""
+    return frozenset(s for m in item.iter_markers("needs") for s in m.args)
+
+
+def disrupted(item: pytest.Item) -> frozenset[str] | None:
+    """The services a test stops, kills, restarts or reconfigures: none for a test that does not
+    disrupt; the named ones for `disrupts("redis", ...)`; None (any service) for a bare
+    `disrupts` or a `recovery` test that names none."""
+    if impact(item) != "disrupts":
+        return frozenset()
+    named = frozenset(s for m in item.iter_markers("disrupts") for s in m.args)
+    return named or None
+
+
+def background(item: pytest.Item) -> frozenset[str] | None:
+    """For a `background(observes=...)` test: every service it disrupts or relies on while it
+    waits (its `disrupts(...)` and `observes`); None for any other test."""
+    m = item.get_closest_marker("background")
+    if m is None:
+        return None
+    held = disrupted(item)
+    if not held:
+        raise ValueError(
+            f"{item.nodeid}: a background test names the services it disrupts "
+            "(@pytest.mark.disrupts('service', ...))"
+        )
+    return held | frozenset(m.kwargs.get("observes", ()))
+
+
+def may_run_beside(item: pytest.Item, lane: pytest.Item) -> bool:
+    """Whether `item` may run while the background test `lane` waits: it names what it
+    disrupts and what it needs (what it observes), disrupts nothing `lane` holds down or
+    observes, needs nothing `lane` holds down, and does not look at every service
+    (`whole_stack`). Undeclared means no: such a test runs after the lane."""
+    mine, used = disrupted(item), needs(item)
+    theirs = background(lane)
+    if mine is None or theirs is None or not used or background(item) is not None:
+        return False
+    if item.get_closest_marker("whole_stack") is not None:
+        return False
+    return not (mine & theirs) and not (used & (disrupted(lane) or frozenset()))

@@ -7,6 +7,13 @@ the tests that disrupt the stack, measure performance or flood it (`alone`, see
 `must_run_alone`) are held back until every other test has finished and the other workers have
 stopped; then one worker runs them in collection order (recovery last), as a serial run would.
 
+One exception, declared per test: a `background` test mostly waits on a window the contract
+sets (an alert rule's `for:`, three failed health checks) with a few named services down. It
+runs on a second worker ("lane") while the first runs the alone tests that neither disrupt what
+it holds down or observes nor need what it holds down (`markers.may_run_beside`: undeclared
+means no); the other alone tests wait until the background ones have ended. Neither lane starts
+its first alone test before the other has finished its last shared one (`lane_barrier`).
+
 The workers learn nothing from the controller but what `workerinput` carries, and the
 controller sees no test items (xdist collects on the workers only): the workers write the node
 IDs that must run alone to a file the controller's scheduler reads once all have collected.
@@ -58,13 +65,59 @@ def must_run_alone(item: pytest.Item, impact: str) -> bool:
     )
 
 
-def write_alone(config: pytest.Config, nodeids: list[str]) -> None:
-    """On a worker: publish which collected tests must run alone (every worker writes the same
-    list; the replace is atomic, so the controller never reads half a file)."""
+def write_alone(
+    config: pytest.Config,
+    nodeids: list[str],
+    background: list[str] = (),  # type: ignore[assignment]
+    beside: list[str] = (),  # type: ignore[assignment]
+) -> None:
+    """On a worker: publish which collected tests must run alone, which of them run in the
+    background lane and which may run beside it (every worker writes the same; the replace is
+    atomic, so the controller never reads half a file)."""
     path = Path(config.workerinput[ALONE_KEY])
     tmp = path.with_name(f"{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(nodeids), encoding="utf-8")
+    plan = {"alone": list(nodeids), "background": list(background), "beside": list(beside)}
+    tmp.write_text(json.dumps(plan), encoding="utf-8")
     tmp.replace(path)
+
+
+def run_uid(config: pytest.Config) -> str:
+    """This run's id: xdist's testrunuid on a worker, the process id otherwise."""
+    if is_worker(config):
+        return config.workerinput["testrunuid"]
+    return f"pid{os.getpid()}"
+
+
+def holds_path(config: pytest.Config) -> Path:
+    """Where this run's workers share the services a test holds down (stackcheck.holds)."""
+    return state_dir(config) / f"held-{run_uid(config)}.json"
+
+
+def lanes_path(directory: Path, uid: str) -> Path:
+    return directory / f"lanes-{uid}.json"
+
+
+def lane_barrier(config: pytest.Config, timeout: float = BRING_UP_WAIT) -> None:
+    """On a worker, before its first alone test of a two-lane phase: wait until every lane has
+    finished its last shared test (each says so with a file), so no shared test overlaps an
+    alone one. Outside the two-lane phase: nothing."""
+    if not is_worker(config) or getattr(config, "_stackcheck_lane_ready", False):
+        return
+    d, uid = state_dir(config), config.workerinput["testrunuid"]
+    try:
+        lanes = json.loads(lanes_path(d, uid).read_text("utf-8"))
+    except (OSError, ValueError):
+        return
+    me = config.workerinput["workerid"]
+    if me not in lanes:
+        return
+    config._stackcheck_lane_ready = True  # type: ignore[attr-defined]
+    (d / f"lane-ready-{uid}-{me}").touch()
+    deadline = time.monotonic() + timeout
+    while not all((d / f"lane-ready-{uid}-{w}").exists() for w in lanes):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the other lane ({lanes}) never finished its shared tests")
+        time.sleep(0.2)
 
 
 def configure_node(config: pytest.Config, node: Any) -> None:
@@ -136,38 +189,49 @@ def _users(config: pytest.Config, key: str) -> Iterator[set[str]]:
 # --- the scheduler ---------------------------------------------------------------------------
 class AloneLastScheduling(LoadScheduling):
     """xdist's load scheduling for the shared tests; the alone tests afterwards, on one
-    worker, once the others have finished (see the module docstring)."""
+    worker (two when there are background tests), once the others have finished (see the
+    module docstring)."""
 
     def __init__(self, config: pytest.Config, log: Any = None) -> None:
         super().__init__(config, log)
         self.deferred: list[int] = []
+        self.background: list[int] = []  # run on the second lane
+        self.beside: set[int] = set()  # may run on the first lane while the second runs
+        self.rest: list[int] = []  # the first lane's, once the second lane has ended
+        self.lane: tuple[Any, Any] | None = None  # (first, second) lane in the alone phase
+        self.lane_open = False  # the second lane runs: the first holds the rest's first test
         self.alone_sent = False
 
     @property
     def tests_finished(self) -> bool:
-        return not self.deferred and super().tests_finished
+        return not (self.deferred or self.lane_open) and super().tests_finished
 
     @property
     def has_pending(self) -> bool:
-        return bool(self.deferred) or super().has_pending
+        return bool(self.deferred) or self.lane_open or super().has_pending
 
-    def _alone_ids(self) -> set[str]:
+    def _plan(self) -> dict[str, list[str]]:
         node = next(iter(self.node2pending))
         try:
-            return set(json.loads(Path(node.workerinput[ALONE_KEY]).read_text("utf-8")))
+            plan = json.loads(Path(node.workerinput[ALONE_KEY]).read_text("utf-8"))
         except (OSError, ValueError, KeyError):
-            return set()  # nothing published: nothing held back (plain load scheduling)
+            return {}  # nothing published: nothing held back (plain load scheduling)
+        return plan if isinstance(plan, dict) else {"alone": plan}
 
     def schedule(self) -> None:
         if self.collection is not None or not self._check_nodes_have_same_collection():
             super().schedule()
             return
         collection = next(iter(self.node2collection.values()))
-        alone = self._alone_ids()
+        plan = self._plan()
+        alone = set(plan.get("alone", ()))
         self.deferred = [i for i, nid in enumerate(collection) if nid in alone]
         if not self.deferred:
             super().schedule()
             return
+        background, beside = set(plan.get("background", ())), set(plan.get("beside", ()))
+        self.background = [i for i in self.deferred if collection[i] in background]
+        self.beside = {i for i in self.deferred if collection[i] in beside}
         self.collection = collection
         self.pending[:] = [i for i in range(len(collection)) if collection[i] not in alone]
         if self.maxschedchunk is None:
@@ -180,38 +244,79 @@ class AloneLastScheduling(LoadScheduling):
     def check_schedule(self, node: Any, duration: float = 0) -> None:
         if node.shutting_down:
             return
-        if self.pending or not self.deferred:
+        if self.pending or not (self.deferred or self.lane_open):
             super().check_schedule(node, duration)
         else:
             self._maybe_run_alone()
 
     def remove_node(self, node: Any) -> str | None:
         crashed = super().remove_node(node)
+        if self.lane and node is self.lane[1]:
+            self._second_lane_ended(node)
+        elif self.lane and node is self.lane[0] and self.lane_open:
+            self.pending.extend(self.rest)  # a replacement worker takes them
+            self.rest, self.lane_open = [], False
         if self.deferred and self.node2pending:
             self._maybe_run_alone()
         return crashed
 
     def _maybe_run_alone(self) -> None:
-        """Once the shared tests are all handed out: stop every worker but one; when that
-        one is the last and holds at most the one test it cannot start without a next one,
-        hand it the alone tests."""
+        """Once the shared tests are all handed out: stop every worker but the lanes; when
+        each lane holds at most the one test it cannot start without a next one, hand out the
+        alone tests."""
         if self.pending or not self.deferred or self.alone_sent:
             return
-        live = [n for n in self.node2pending if not n.shutting_down]
+        live = sorted(
+            (n for n in self.node2pending if not n.shutting_down),
+            key=lambda n: len(self.node2pending[n]),
+        )
         if not live:
             return
-        runner = min(live, key=lambda n: len(self.node2pending[n]))
-        for n in live:
-            if n is not runner:
-                n.shutdown()
-        if len(self.node2pending) > 1 or len(self.node2pending[runner]) > 1:
+        lanes = live[: 2 if self.background and len(live) > 1 else 1]
+        for n in live[len(lanes) :]:
+            n.shutdown()
+        if len(self.node2pending) > len(lanes) or any(len(self.node2pending[n]) > 1 for n in lanes):
             return  # the others are still finishing theirs
-        self.log(f"running {len(self.deferred)} tests alone on {runner.gateway.id}")
         self.alone_sent = True
-        self.node2pending[runner].extend(self.deferred)
-        runner.send_runtest_some(self.deferred)
-        self.deferred = []
-        runner.shutdown()
+        deferred, self.deferred = self.deferred, []
+        if len(lanes) == 1:
+            self.log(f"running {len(deferred)} tests alone on {lanes[0].gateway.id}")
+            self._send(lanes[0], deferred, last=True)
+            return
+        first, second = self.lane = (lanes[0], lanes[1])
+        state = Path(first.workerinput[ALONE_KEY]).parent
+        uid = first.workerinput["testrunuid"]
+        lanes_path(state, uid).write_text(
+            json.dumps([first.gateway.id, second.gateway.id]), encoding="utf-8"
+        )
+        beside = [i for i in deferred if i in self.beside and i not in self.background]
+        self.rest = [i for i in deferred if i not in self.beside and i not in self.background]
+        self.log(
+            f"running {len(self.background)} background tests on {second.gateway.id}, beside "
+            f"them {len(beside)} alone tests on {first.gateway.id}, then {len(self.rest)} more"
+        )
+        self.lane_open = bool(self.rest)
+        self._send(second, self.background, last=True)
+        # the first test of the rest goes along: the worker runs a test once it knows the next,
+        # and the rest's first waits (its next is only sent once the second lane has ended)
+        self._send(first, beside + self.rest[:1], last=not self.rest)
+        self.rest = self.rest[1:]
+
+    def _second_lane_ended(self, node: Any) -> None:
+        """The background tests are done (or their worker died): the rest may run."""
+        first, _ = self.lane
+        state = Path(first.workerinput[ALONE_KEY]).parent
+        (state / f"lane-ready-{first.workerinput['testrunuid']}-{node.gateway.id}").touch()
+        if self.lane_open and first in self.node2pending and not first.shutting_down:
+            rest, self.rest, self.lane_open = self.rest, [], False
+            self._send(first, rest, last=True)
+
+    def _send(self, node: Any, indices: list[int], *, last: bool) -> None:
+        if indices:
+            self.node2pending[node].extend(indices)
+            node.send_runtest_some(indices)
+        if last:
+            node.shutdown()
 
 
 def make_scheduler(config: pytest.Config, log: Any) -> AloneLastScheduling:

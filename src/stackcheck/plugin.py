@@ -22,7 +22,8 @@ from stackcheck.evidence.catalogue import Catalogue
 from stackcheck.evidence.recorder import Evidence
 from stackcheck.evidence.thresholds import Threshold, ThresholdError
 from stackcheck.evidence.thresholds import load as load_thresholds
-from stackcheck.markers import SUITES, impact
+from stackcheck.holds import Holds
+from stackcheck.markers import SUITES, background, impact, may_run_beside
 from stackcheck.mode import Mode, ModeError, StackConfig, resolve, select_mode
 from stackcheck.stack import Stack, StackError
 
@@ -42,7 +43,13 @@ MARKERS = {
     "reads": "only observes the stack (queries, logs, static files): runs in external mode",
     "writes": "writes test data (mail, rows, probe containers, files): in external mode only "
     "with --allow-writes",
-    "disrupts": "stops, kills, restarts or reconfigures services: never in external mode",
+    "disrupts(*services)": "stops, kills, restarts or reconfigures services (those named; none "
+    "named: any): never in external mode",
+    "background(observes=())": "a disrupting test that mostly waits on a window the contract "
+    "sets: under `pytest -n N` it runs on a second worker beside the alone tests that neither "
+    "disrupt what it disrupts or observes nor need what it disrupts",
+    "whole_stack": "observes every service (lifecycle events, every container's CPU): never "
+    "runs beside a background test",
     "alone": "loads the stack enough to disturb other tests' timings: under `pytest -n N` it "
     "runs after the shared tests, alone (as do disrupts and perf)",
 }
@@ -156,8 +163,17 @@ def pytest_collection_modifyitems(
     _hands_off(config, items)
     items.sort(key=lambda it: it.get_closest_marker("recovery") is not None)
     if parallel.is_worker(config):
+        alone = [it for it in items if parallel.must_run_alone(it, impact(it))]
+        try:
+            lanes = [it for it in alone if background(it) is not None]
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+        beside = [it for it in alone if lanes and all(may_run_beside(it, b) for b in lanes)]
         parallel.write_alone(
-            config, [it.nodeid for it in items if parallel.must_run_alone(it, impact(it))]
+            config,
+            [it.nodeid for it in alone],
+            background=[it.nodeid for it in lanes],
+            beside=[it.nodeid for it in beside],
         )
 
 
@@ -270,7 +286,11 @@ def stack(pytestconfig: pytest.Config) -> Stack:
     with parallel.bring_up_turn(pytestconfig) as first:
         if not first and cfg.mode is Mode.FRESH:
             cfg = dataclasses.replace(cfg, mode=Mode.REUSE)
-        st = Stack(cfg, progress=_progress(pytestconfig))
+        st = Stack(
+            cfg,
+            progress=_progress(pytestconfig),
+            holds=Holds(parallel.holds_path(pytestconfig)),
+        )
         pytestconfig.stash[stack_key] = st
         try:
             took = st.ensure(timeout=deadline)
@@ -360,6 +380,8 @@ def sla(request: pytest.FixtureRequest) -> SLA:
 
 # --- reporting ---------------------------------------------------------------------------
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if parallel.must_run_alone(item, impact(item)):
+        parallel.lane_barrier(item.config)
     st = item.config.stash.get(stack_key, None)
     if st is not None:
         st.touched = set()

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from functools import cached_property
 from pathlib import Path
 
 import docker
 
 from stackcheck.compose import Compose
+from stackcheck.holds import Holds
 from stackcheck.mode import Mode, StackConfig
 from stackcheck.services import Engine, Service, handle
 
@@ -41,8 +42,15 @@ def docker_client() -> docker.DockerClient:
 
 
 class Stack:
-    def __init__(self, config: StackConfig, *, progress: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        config: StackConfig,
+        *,
+        progress: Callable[[str], None] | None = None,
+        holds: Holds | None = None,
+    ):
         self.config = config
+        self.holds = holds
         self.compose = Compose(config.project, config.stack_dir, config.files)
         self.progress: Callable[[str], None] = progress or (lambda msg: None)
         self.touched: set[str] = set()
@@ -140,9 +148,14 @@ class Stack:
         return [self.service(n) for n in self.defined]
 
     def unhealthy(self) -> dict[str, str]:
-        """Services not running-and-healthy, with what they are instead."""
+        """Services not running-and-healthy, with what they are instead; a service that a test
+        running beside this one holds down on purpose (stackcheck.holds) is that test's to
+        restore and check, not counted here."""
         bad = {}
+        held = self.holds.held() if self.holds else {}
         for name in self.defined:
+            if name in held:
+                continue
             svc = self._handle(name)
             try:
                 state, health = svc.state(), svc.health()
@@ -154,6 +167,16 @@ class Stack:
         return bad
 
     # --- lifecycle -----------------------------------------------------------------------
+    @contextmanager
+    def holding(self, *services: str, by: str) -> Iterator[None]:
+        """Say that test `by` keeps `services` down on purpose until the block ends (see
+        unhealthy); without a shared registry (no plugin), only a block."""
+        if self.holds is None:
+            yield
+            return
+        with self.holds.hold(services, by):
+            yield
+
     def guard_mutation(self, what: str) -> None:
         if self.config.mode is Mode.EXTERNAL:
             raise StackError(f"{what}: refused, the stack is external (observe only)")

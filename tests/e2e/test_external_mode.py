@@ -28,6 +28,7 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.writes,  # sends the canary mail; the run it starts must not run in itself
     pytest.mark.alone,  # checks the stack is unchanged: no other test may change it meanwhile
+    pytest.mark.whole_stack,  # every container's lifecycle events
     pytest.mark.needs("mailpit", "postgres", "alertmanager", "praxis-mailer", "ecom-mailer"),
 ]
 

@@ -81,6 +81,7 @@ def slow_ai(ollama):
 
 
 @pytest.mark.req("E4", "SLA-R2")
+@pytest.mark.disrupts("ecom-mailer")
 def test_mailer_killed_in_the_middle_of_a_burst(stack, mail, ecom_db, slow_ai, sla):
     svc = stack.service("ecom-mailer")
     sent = burst(mail, "ecom", 30, "Crash")
@@ -118,6 +119,7 @@ def test_mailer_killed_in_the_middle_of_a_burst(stack, mail, ecom_db, slow_ai, s
 
 
 @pytest.mark.req("A2", "SLA-R2")
+@pytest.mark.disrupts("ecom-mailer")
 def test_mailer_killed_in_the_middle_of_a_large_mail(stack, mail, ecom_db, ollama, sla):
     """A 49 MiB attachment (spooled to the data volume, parsed from there) with the worker
     killed while it holds the mail: after the restart the mail is processed again, from the
@@ -173,6 +175,7 @@ def test_mailer_killed_in_the_middle_of_a_large_mail(stack, mail, ecom_db, ollam
 
 
 @pytest.mark.req("E4", "SLA-R2")
+@pytest.mark.disrupts("postgres")
 def test_postgres_restarted_during_a_burst(stack, mail, praxis_db, slow_ai, sla):
     pg = stack.service("postgres")
     sent = burst(mail, "praxis", 30, "Neustart")
@@ -198,6 +201,7 @@ def test_postgres_restarted_during_a_burst(stack, mail, praxis_db, slow_ai, sla)
 
 
 @pytest.mark.req("A4", "E2")
+@pytest.mark.disrupts("clamav")
 def test_clamd_down_mail_waits_never_stored_unscanned(stack, mail, ecom_db, sla):
     clam = stack.service("clamav")
     clam.stop(timeout=10)
@@ -230,6 +234,7 @@ def test_clamd_down_mail_waits_never_stored_unscanned(stack, mail, ecom_db, sla)
 
 
 @pytest.mark.req("O1", "SLA-P2")
+@pytest.mark.disrupts("ollama")  # the double, outside the stack: the mailers see its faults
 @pytest.mark.parametrize(
     "fault",
     [{"delay_s": 25}, {"status": 500}, {"garbage": True}],
@@ -251,6 +256,7 @@ def test_ollama_faults_fall_back_to_rules(stack, mail, praxis_db, ollama, fault,
 
 
 @pytest.mark.req("E1")
+@pytest.mark.disrupts("mailpit")
 def test_smtp_unreachable_outbox_sends_once_later(stack, mail, praxis_db, ollama, sla):
     """While the mail server is down the acknowledgement waits in the outbox; afterwards it is
     sent exactly once."""
@@ -314,6 +320,7 @@ def test_smtp_unreachable_outbox_sends_once_later(stack, mail, praxis_db, ollama
 
 
 @pytest.mark.req("X2")
+@pytest.mark.disrupts("praxis-mailer")
 def test_sigterm_is_a_clean_shutdown_exit_0(stack, sla):
     svc = stack.service("praxis-mailer")
     svc.stop(timeout=60)
@@ -347,6 +354,7 @@ return id
 
 
 @pytest.mark.req("A2")
+@pytest.mark.disrupts("praxis-mailer")  # a poison entry in its queue
 def test_crashing_mail_is_stored_raw_not_looped(stack, praxis_db):
     """A queue entry taken 3 times without a commit (its worker died each time) is stored raw,
     flagged 'unprocessed' and reported to the staff address on the next take, not processed a

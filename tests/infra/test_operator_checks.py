@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.reads]
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operator-checks.md"
 _SECTION = re.compile(r"^### (T\d+): .*?^```bash\n(.+?)\n```", re.M | re.S)
 # well-known host port in the document -> (service, container port)
+ALONE_WHOLE_STACK = [pytest.mark.alone, pytest.mark.whole_stack]
 WELL_KNOWN = {9090: ("prometheus", 9090), 3000: ("grafana", 3000), 8025: ("mailpit", 8025)}
 NEEDS = {
     "T2": ("postgres",),
@@ -95,7 +96,7 @@ def assert_pass(check: str, line: str, proc) -> None:
             f"T{i}",
             # T9 reads every container's CPU now: under -n N another worker's mail load would be
             # in it, so it runs with the tests that measure, alone
-            marks=[pytest.mark.req(f"T{i}")] + ([pytest.mark.alone] if i == 9 else []),
+            marks=[pytest.mark.req(f"T{i}")] + (ALONE_WHOLE_STACK if i == 9 else []),
         )
         for i in (1, 2, 3, 4, 5, 6, 7, 9, 10)
     ],

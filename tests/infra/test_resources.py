@@ -10,6 +10,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.reads]
 
 @pytest.mark.req("T9")
 @pytest.mark.alone  # idle CPU: under -n N no other test may load the stack meanwhile
+@pytest.mark.whole_stack  # every container's limits and CPU
 def test_limits_set_and_idle_cpu_below_threshold(stack, sla):
     threshold = sla.threshold("T9")
     rows, no_limits, busy = [], [], []

@@ -33,7 +33,11 @@ from backup import naming, runlog
 from backup.verify import TABLE_STATS_SQL, parse_stats
 from stackcheck.waits import wait_for
 
-pytestmark = [pytest.mark.recovery, pytest.mark.needs("postgres", "backup")]
+pytestmark = [
+    pytest.mark.recovery,
+    pytest.mark.disrupts("backup"),  # its runs, metrics, files; no other service touched
+    pytest.mark.needs("postgres", "backup"),
+]
 
 SECRET = "backup_db_password"
 UID = 1003

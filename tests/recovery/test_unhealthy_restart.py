@@ -46,6 +46,7 @@ def _started(stamp: str) -> datetime:
 
 
 @pytest.mark.req("SLA-H1")
+@pytest.mark.disrupts("redis", "praxis-mailer", "ecom-mailer")  # both mailers need redis
 def test_three_failed_checks_restart_the_service(stack, sla):
     """Redis stopped makes the praxis mailer's readiness check fail; after 3 failed checks the
     mailer restarts itself. Redis comes back and everything is healthy again."""

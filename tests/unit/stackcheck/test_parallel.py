@@ -180,3 +180,128 @@ def test_a_shared_resource_is_started_by_the_first_user_and_stopped_by_the_last(
     parallel.unshare(cfg("gw1"), "double", stop=lambda: events.append("stop"))
     parallel.share(cfg("gw0"), "double", start=lambda: events.append("start"))
     assert events == ["start", "stop", "start"]
+
+
+LANES = """
+import json, os, time
+import pytest
+
+LOG = os.environ["SPANS"]
+
+@pytest.fixture(autouse=True)
+def _stackcheck_needs():
+    '''no stack here: the needs markers only declare what a test touches'''
+
+def span(name, seconds):
+    start = time.time()
+    time.sleep(seconds)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    with open(LOG, "a") as f:
+        f.write(json.dumps([name, worker, start, time.time()]) + "\\n")
+
+@pytest.mark.parametrize("n", range(6))
+@pytest.mark.infra
+@pytest.mark.req("T1")
+@pytest.mark.reads
+def test_shared(n):
+    span(f"shared{n}", 0.3)
+
+@pytest.mark.recovery
+@pytest.mark.req("M3")
+@pytest.mark.disrupts("exporter")
+@pytest.mark.background(observes=("prometheus",))
+def test_background():
+    span("background", 3.0)
+
+@pytest.mark.perf
+@pytest.mark.req("SLA-P1")
+@pytest.mark.needs("mailer")
+def test_beside_perf():
+    span("beside-perf", 0.3)
+
+@pytest.mark.recovery
+@pytest.mark.req("SLA-H1")
+@pytest.mark.disrupts("redis")
+@pytest.mark.needs("redis")
+def test_beside_redis():
+    span("beside-redis", 0.3)
+
+@pytest.mark.perf
+@pytest.mark.req("SLA-P1")
+@pytest.mark.needs("exporter")
+def test_after_needs_exporter():
+    span("after-needs-exporter", 0.2)
+
+@pytest.mark.recovery
+@pytest.mark.req("SLA-R1")
+@pytest.mark.disrupts("prometheus")
+@pytest.mark.needs("prometheus")
+def test_after_disrupts_observed():
+    span("after-disrupts-observed", 0.2)
+
+@pytest.mark.e2e
+@pytest.mark.alone
+@pytest.mark.whole_stack
+@pytest.mark.req("RW1")
+@pytest.mark.needs("mailer")
+def test_after_whole_stack():
+    span("after-whole-stack", 0.2)
+
+@pytest.mark.e2e
+@pytest.mark.alone
+@pytest.mark.req("RW1")
+def test_after_no_needs():
+    span("after-no-needs", 0.2)
+
+@pytest.mark.recovery
+@pytest.mark.req("T8")
+def test_after_recovery_undeclared():
+    span("after-recovery", 0.2)
+"""
+
+
+def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_alone(
+    pytester, monkeypatch
+):
+    """The alert test's lane: while it waits, the other worker runs the alone tests that declare
+    they neither touch nor need what it holds down or observes; the undeclared, those that need
+    its victim, disrupt what it observes or look at the whole stack, wait until it has ended.
+    No alone test overlaps a shared one, and the first lane's tests never overlap each other."""
+    pytester.makepyfile(test_lanes=LANES)
+    spans_file = pytester.path / "spans.jsonl"
+    monkeypatch.setenv("SPANS", str(spans_file))
+    monkeypatch.delenv("STACKCHECK_STACK", raising=False)
+    result = pytester.runpytest_subprocess(
+        "-n", "2",
+        f"--requirements={ROOT / 'docs' / 'REQUIREMENTS.md'}",
+        f"--sla-file={ROOT / 'fixtures' / 'sla.yml'}",
+        f"--evidence-dir={pytester.path / 'evidence'}",
+        "-p", "no:cacheprovider", "-o", "addopts=", "-rs",
+    )  # fmt: skip
+    result.assert_outcomes(passed=14)
+    spans = {s[0]: s for s in map(json.loads, spans_file.read_text().splitlines())}
+    bg = spans.pop("background")
+    shared = [s for n, s in spans.items() if n.startswith("shared")]
+    alone = [s for n, s in spans.items() if not n.startswith("shared")]
+    last_shared_end = max(s[3] for s in shared)
+    assert bg[2] >= last_shared_end and all(s[2] >= last_shared_end for s in alone)
+    assert all(s[1] != bg[1] for s in alone), "the background test shares its lane"
+    for name in ("beside-perf", "beside-redis"):
+        assert spans[name][2] < bg[3], f"{name} did not run beside the background test"
+    for name in (n for n in spans if n.startswith("after-")):
+        assert spans[name][2] >= bg[3], f"{name} ran while the background test held its services"
+    ordered = sorted(alone, key=lambda s: s[2])
+    for a, b in itertools.pairwise(ordered):
+        assert b[2] >= a[3], f"{a[0]} and {b[0]} overlapped"
+    assert ordered[-1][0] == "after-recovery", "recovery tests run last"
+
+
+def test_holds_are_shared_through_a_file_and_released_however_the_block_ends(tmp_path):
+    from stackcheck.holds import Holds
+
+    path = tmp_path / "held.json"
+    holder, other = Holds(path), Holds(path)  # two workers' views of one run
+    with pytest.raises(RuntimeError), holder.hold(("exporter",), by="test_alert"):
+        assert other.held() == {"exporter": "test_alert"}
+        raise RuntimeError("the test failed while holding")
+    assert other.held() == {}
