@@ -158,3 +158,19 @@ def test_record_append_and_load_previous(tmp_path):
         fh.write('{"torn": ')  # a crash mid-write
     assert bench.load_previous(log)["commit"] == "def5678"
     assert len(log.read_text().splitlines()) == 3
+
+
+def test_the_infra_command_collects_this_project(tmp_path):
+    """The bench's own `pytest -m infra` collects the suite as it is laid out (tests/unit
+    mirrors src/, so modules share basenames): a collection error would be timed as 'infra'."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[4]
+    cmd = bench.infra_command(root, tmp_path)
+    cmd[0:1] = [sys.executable, "-m", "pytest"]
+    proc = subprocess.run(
+        [*cmd, "--collect-only"], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " tests collected" in proc.stdout or "selected" in proc.stdout, proc.stdout[-500:]
