@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from stackcheck.compose import Compose
+
 pytestmark = [pytest.mark.security, pytest.mark.reads]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,23 +73,8 @@ def test_compose_lint_canonical(sla):
 @pytest.mark.req("S9", "S1", "S5")
 def test_compose_lint_offline_merged(tmp_path):
     """The offline override is only meaningful merged: lint what Compose would run."""
-    proc = subprocess.run(
-        [
-            "docker",
-            "compose",
-            "--project-directory",
-            str(STACK),
-            "--file",
-            str(STACK / "compose.yml"),
-            "--file",
-            str(STACK / "compose.offline.yml"),
-            "config",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    compose = Compose("stackcheck-lint", STACK, ("compose.yml", "compose.offline.yml"))
+    proc = compose.run("config", timeout=60)
     merged = tmp_path / "compose.yml"
     merged.write_text(proc.stdout)
     report = _compose_lint(merged)
