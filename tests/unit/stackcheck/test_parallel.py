@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.unit, pytest.mark.req("SC2")]
 
 ROOT = Path(__file__).resolve().parents[3]
 
-TESTS = """
+SPAN = """
 import json, os, time
 import pytest
 
@@ -29,6 +29,11 @@ def span(name, seconds):
     with open(LOG, "a") as f:
         f.write(json.dumps([name, worker, start, time.time()]) + "\\n")
 
+"""
+
+TESTS = (
+    SPAN
+    + """
 @pytest.mark.parametrize("n", range(8))
 @pytest.mark.infra
 @pytest.mark.req("T1")
@@ -66,6 +71,7 @@ def test_disrupts():
 def test_unit():
     span("unit", 0.1)
 """
+)
 
 ALONE = {"recovery", "perf", "flood", "disrupts"}
 
@@ -182,22 +188,12 @@ def test_a_shared_resource_is_started_by_the_first_user_and_stopped_by_the_last(
     assert events == ["start", "stop", "start"]
 
 
-LANES = """
-import json, os, time
-import pytest
-
-LOG = os.environ["SPANS"]
-
+LANES = (
+    SPAN
+    + """
 @pytest.fixture(autouse=True)
 def _stackcheck_needs():
     '''no stack here: the needs markers only declare what a test touches'''
-
-def span(name, seconds):
-    start = time.time()
-    time.sleep(seconds)
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    with open(LOG, "a") as f:
-        f.write(json.dumps([name, worker, start, time.time()]) + "\\n")
 
 @pytest.mark.parametrize("n", range(6))
 @pytest.mark.infra
@@ -258,6 +254,7 @@ def test_after_no_needs():
 def test_after_recovery_undeclared():
     span("after-recovery", 0.2)
 """
+)
 
 
 def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_alone(
