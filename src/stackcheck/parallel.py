@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,9 +67,9 @@ def must_run_alone(item: pytest.Item, impact: str) -> bool:
 
 def write_alone(
     config: pytest.Config,
-    nodeids: list[str],
-    background: list[str] = (),  # type: ignore[assignment]
-    beside: list[str] = (),  # type: ignore[assignment]
+    nodeids: Sequence[str],
+    background: Sequence[str] = (),
+    beside: Sequence[str] = (),
 ) -> None:
     """On a worker: publish which collected tests must run alone, which of them run in the
     background lane and which may run beside it (every worker writes the same; the replace is
@@ -94,7 +94,13 @@ def holds_path(config: pytest.Config) -> Path:
 
 
 def lanes_path(directory: Path, uid: str) -> Path:
+    """The two lanes' worker ids, written by the controller when the alone phase starts."""
     return directory / f"lanes-{uid}.json"
+
+
+def ready_path(directory: Path, uid: str, worker: str) -> Path:
+    """Exists once `worker` has finished its shared tests (or has ended)."""
+    return directory / f"lane-ready-{uid}-{worker}"
 
 
 def lane_barrier(config: pytest.Config, timeout: float = BRING_UP_WAIT) -> None:
@@ -112,9 +118,9 @@ def lane_barrier(config: pytest.Config, timeout: float = BRING_UP_WAIT) -> None:
     if me not in lanes:
         return
     config._stackcheck_lane_ready = True  # type: ignore[attr-defined]
-    (d / f"lane-ready-{uid}-{me}").touch()
+    ready_path(d, uid, me).touch()
     deadline = time.monotonic() + timeout
-    while not all((d / f"lane-ready-{uid}-{w}").exists() for w in lanes):
+    while not all(ready_path(d, uid, w).exists() for w in lanes):
         if time.monotonic() > deadline:
             raise TimeoutError(f"the other lane ({lanes}) never finished its shared tests")
         time.sleep(0.2)
@@ -306,7 +312,7 @@ class AloneLastScheduling(LoadScheduling):
         """The background tests are done (or their worker died): the rest may run."""
         first, _ = self.lane
         state = Path(first.workerinput[ALONE_KEY]).parent
-        (state / f"lane-ready-{first.workerinput['testrunuid']}-{node.gateway.id}").touch()
+        ready_path(state, first.workerinput["testrunuid"], node.gateway.id).touch()
         if self.lane_open and first in self.node2pending and not first.shutting_down:
             rest, self.rest, self.lane_open = self.rest, [], False
             self._send(first, rest, last=True)
