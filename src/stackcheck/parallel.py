@@ -11,8 +11,9 @@ One exception, declared per test: a `background` test mostly waits on a window t
 sets (an alert rule's `for:`, three failed health checks) with a few named services down. It
 runs on a second worker ("lane") while the first runs the alone tests that neither disrupt what
 it holds down or observes nor need what it holds down (`markers.may_run_beside`: undeclared
-means no); the other alone tests wait until the background ones have ended. Neither lane starts
-its first alone test before the other has finished its last shared one (`lane_barrier`).
+means no). The alone tests collected before the first of those (the external-mode check, which
+must see a quiet stack) run first while the second lane waits; the others after the background
+ones have ended. No shared test overlaps an alone one (`lane_barrier`).
 
 The workers learn nothing from the controller but what `workerinput` carries, and the
 controller sees no test items (xdist collects on the workers only): the workers write the node
@@ -103,27 +104,53 @@ def ready_path(directory: Path, uid: str, worker: str) -> Path:
     return directory / f"lane-ready-{uid}-{worker}"
 
 
-def lane_barrier(config: pytest.Config, timeout: float = BRING_UP_WAIT) -> None:
-    """On a worker, before its first alone test of a two-lane phase: wait until every lane has
-    finished its last shared test (each says so with a file), so no shared test overlaps an
-    alone one. Outside the two-lane phase: nothing."""
-    if not is_worker(config) or getattr(config, "_stackcheck_lane_ready", False):
+def lead_done_path(directory: Path, uid: str) -> Path:
+    """Exists once the first lane has run the alone tests that must come before the lane."""
+    return directory / f"lane-lead-done-{uid}"
+
+
+def lane_barrier(config: pytest.Config, beside: bool, timeout: float = BRING_UP_WAIT) -> None:
+    """On a worker, before each test while two lanes run (nothing outside that phase).
+
+    The first lane runs its leading tests (those collected before the first that may run
+    beside the background ones: the external-mode check, say, which must see a quiet stack)
+    while the second waits; at its first `beside` test it lets the second go and waits until
+    the second has finished its last shared test and begun its background ones. So no shared
+    test overlaps an alone one, and nothing runs beside the leading tests."""
+    if not is_worker(config):
         return
     d, uid = state_dir(config), config.workerinput["testrunuid"]
     try:
-        lanes = json.loads(lanes_path(d, uid).read_text("utf-8"))
+        first, second = json.loads(lanes_path(d, uid).read_text("utf-8"))
     except (OSError, ValueError):
         return
-    me = config.workerinput["workerid"]
-    if me not in lanes:
+    me, state = config.workerinput["workerid"], config.stash.setdefault(_lane_key, set())
+    if me == second and "waited" not in state:
+        _wait(lambda: lead_done_path(d, uid).exists(), timeout, "the first lane's leading tests")
+        state.add("waited")
+    elif me == first and beside and "ready" not in state:
+        state.add("ready")
+        lead_done_path(d, uid).touch()
+        _wait(lambda: ready_path(d, uid, second).exists(), timeout, "the second lane")
+
+
+def lane_started(config: pytest.Config) -> None:
+    """On the second lane, at its first background test: its shared tests are done."""
+    if not is_worker(config):
         return
-    config._stackcheck_lane_ready = True  # type: ignore[attr-defined]
-    ready_path(d, uid, me).touch()
+    d, uid = state_dir(config), config.workerinput["testrunuid"]
+    ready_path(d, uid, config.workerinput["workerid"]).touch()
+
+
+def _wait(done: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not all(ready_path(d, uid, w).exists() for w in lanes):
+    while not done():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the other lane ({lanes}) never finished its shared tests")
+            raise TimeoutError(f"waited {timeout:g} s for {what}")
         time.sleep(0.2)
+
+
+_lane_key = pytest.StashKey[set]()
 
 
 def configure_node(config: pytest.Config, node: Any) -> None:
@@ -259,7 +286,10 @@ class AloneLastScheduling(LoadScheduling):
         crashed = super().remove_node(node)
         if self.lane and node is self.lane[1]:
             self._second_lane_ended(node)
-        elif self.lane and node is self.lane[0] and self.lane_open:
+        elif self.lane and node is self.lane[0]:
+            state = Path(node.workerinput[ALONE_KEY]).parent
+            lead_done_path(state, node.workerinput["testrunuid"]).touch()  # the second may go
+        if self.lane and node is self.lane[0] and self.lane_open:
             self.pending.extend(self.rest)  # a replacement worker takes them
             self.rest, self.lane_open = [], False
         if self.deferred and self.node2pending:
@@ -278,7 +308,7 @@ class AloneLastScheduling(LoadScheduling):
         )
         if not live:
             return
-        lanes = live[: 2 if self.background and len(live) > 1 else 1]
+        lanes = live[: 2 if self.background and self.beside and len(live) > 1 else 1]
         for n in live[len(lanes) :]:
             n.shutdown()
         if len(self.node2pending) > len(lanes) or any(len(self.node2pending[n]) > 1 for n in lanes):
@@ -296,7 +326,11 @@ class AloneLastScheduling(LoadScheduling):
             json.dumps([first.gateway.id, second.gateway.id]), encoding="utf-8"
         )
         beside = [i for i in deferred if i in self.beside and i not in self.background]
-        self.rest = [i for i in deferred if i not in self.beside and i not in self.background]
+        others = [i for i in deferred if i not in self.beside and i not in self.background]
+        # what was collected before the first test that may run beside the lane runs first,
+        # while the second lane waits (lane_barrier); the rest once the lane has ended
+        lead = [i for i in others if beside and i < beside[0]]
+        self.rest = others[len(lead) :]
         self.log(
             f"running {len(self.background)} background tests on {second.gateway.id}, beside "
             f"them {len(beside)} alone tests on {first.gateway.id}, then {len(self.rest)} more"
@@ -305,7 +339,7 @@ class AloneLastScheduling(LoadScheduling):
         self._send(second, self.background, last=True)
         # the first test of the rest goes along: the worker runs a test once it knows the next,
         # and the rest's first waits (its next is only sent once the second lane has ended)
-        self._send(first, beside + self.rest[:1], last=not self.rest)
+        self._send(first, lead + beside + self.rest[:1], last=not self.rest)
         self.rest = self.rest[1:]
 
     def _second_lane_ended(self, node: Any) -> None:

@@ -56,6 +56,7 @@ MARKERS = {
 IMPACTS = ("reads", "writes", "disrupts")
 
 evidence_key = pytest.StashKey[Evidence]()
+lane_plan_key = pytest.StashKey[tuple[set[str], set[str]]]()  # (background, beside) node IDs
 stack_key = pytest.StashKey[Stack]()
 any_req_key = pytest.StashKey[bool]()
 
@@ -169,6 +170,10 @@ def pytest_collection_modifyitems(
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from exc
         beside = [it for it in alone if lanes and all(may_run_beside(it, b) for b in lanes)]
+        config.stash[lane_plan_key] = (
+            {it.nodeid for it in lanes},
+            {it.nodeid for it in beside},
+        )
         parallel.write_alone(
             config,
             [it.nodeid for it in alone],
@@ -380,8 +385,10 @@ def sla(request: pytest.FixtureRequest) -> SLA:
 
 # --- reporting ---------------------------------------------------------------------------
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if parallel.must_run_alone(item, impact(item)):
-        parallel.lane_barrier(item.config)
+    background, beside = item.config.stash.get(lane_plan_key, (set(), set()))
+    parallel.lane_barrier(item.config, beside=item.nodeid in beside)
+    if item.nodeid in background:
+        parallel.lane_started(item.config)
     st = item.config.stash.get(stack_key, None)
     if st is not None:
         st.touched = set()

@@ -202,6 +202,14 @@ def _stackcheck_needs():
 def test_shared(n):
     span(f"shared{n}", 0.3)
 
+@pytest.mark.e2e
+@pytest.mark.alone
+@pytest.mark.whole_stack
+@pytest.mark.req("SC1")
+@pytest.mark.needs("mailer")
+def test_lead_whole_stack():
+    span("lead", 0.5)
+
 @pytest.mark.recovery
 @pytest.mark.req("M3")
 @pytest.mark.disrupts("exporter")
@@ -262,7 +270,8 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
 ):
     """The alert test's lane: while it waits, the other worker runs the alone tests that declare
     they neither touch nor need what it holds down or observes; the undeclared, those that need
-    its victim, disrupt what it observes or look at the whole stack, wait until it has ended.
+    its victim, disrupt what it observes or look at the whole stack, wait until it has ended,
+    except those collected before the first that may run beside it: they run first, alone.
     No alone test overlaps a shared one, and the first lane's tests never overlap each other."""
     pytester.makepyfile(test_lanes=LANES)
     spans_file = pytester.path / "spans.jsonl"
@@ -275,14 +284,19 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
         f"--evidence-dir={pytester.path / 'evidence'}",
         "-p", "no:cacheprovider", "-o", "addopts=", "-rs",
     )  # fmt: skip
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=15)
     spans = {s[0]: s for s in map(json.loads, spans_file.read_text().splitlines())}
     bg = spans.pop("background")
     shared = [s for n, s in spans.items() if n.startswith("shared")]
     alone = [s for n, s in spans.items() if not n.startswith("shared")]
-    last_shared_end = max(s[3] for s in shared)
-    assert bg[2] >= last_shared_end and all(s[2] >= last_shared_end for s in alone)
+    overlaps = [
+        (a[0], sh[0]) for a in [*alone, bg] for sh in shared if a[2] < sh[3] and sh[2] < a[3]
+    ]
+    assert not overlaps, f"alone tests beside shared ones: {overlaps}"
     assert all(s[1] != bg[1] for s in alone), "the background test shares its lane"
+    lead = spans["lead"]
+    assert lead[3] <= bg[2], "the leading test did not end before the background test began"
+    assert all(s[2] >= lead[3] for n, s in spans.items() if not n.startswith(("shared", "lead")))
     for name in ("beside-perf", "beside-redis"):
         assert spans[name][2] < bg[3], f"{name} did not run beside the background test"
     for name in (n for n in spans if n.startswith("after-")):
