@@ -34,6 +34,8 @@ import pytest
 from filelock import FileLock
 from xdist.scheduler import LoadScheduling
 
+from stackcheck.waits import wait_for
+
 ALONE_KEY = "stackcheck_alone_file"
 OUTPUT_KEY = "stackcheck"
 STATE_DIR = ".stackcheck/xdist"
@@ -126,12 +128,19 @@ def lane_barrier(config: pytest.Config, beside: bool, timeout: float = BRING_UP_
         return
     me, state = config.workerinput["workerid"], config.stash.setdefault(_lane_key, set())
     if me == second and "waited" not in state:
-        _wait(lambda: lead_done_path(d, uid).exists(), timeout, "the first lane's leading tests")
+        wait_for(
+            lead_done_path(d, uid).exists,
+            timeout=timeout,
+            interval=0.2,
+            what="the first lane's leading tests",
+        )
         state.add("waited")
     elif me == first and beside and "ready" not in state:
         state.add("ready")
         lead_done_path(d, uid).touch()
-        _wait(lambda: ready_path(d, uid, second).exists(), timeout, "the second lane")
+        wait_for(
+            ready_path(d, uid, second).exists, timeout=timeout, interval=0.2, what="the second lane"
+        )
 
 
 def lane_started(config: pytest.Config) -> None:
@@ -140,14 +149,6 @@ def lane_started(config: pytest.Config) -> None:
         return
     d, uid = state_dir(config), config.workerinput["testrunuid"]
     ready_path(d, uid, config.workerinput["workerid"]).touch()
-
-
-def _wait(done: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:g} s for {what}")
-        time.sleep(0.2)
 
 
 _lane_key = pytest.StashKey[set]()
