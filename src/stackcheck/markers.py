@@ -17,6 +17,12 @@ def impact(item: pytest.Item) -> str:
     return "reads" if item.get_closest_marker("reads") else "writes"
 
 
+def stack_free(item: pytest.Item) -> bool:
+    """A test of the project's own code (tests/unit, tests/component): no acceptance suite, no
+    `stack` fixture. It can run beside anything the stack goes through."""
+    return not any(item.get_closest_marker(s) for s in SUITES) and "stack" not in item.fixturenames
+
+
 def needs(item: pytest.Item) -> frozenset[str]:
     """The services the test says it needs (`needs(*services)`)."""
     return frozenset(s for m in item.iter_markers("needs") for s in m.args)

@@ -23,7 +23,7 @@ from stackcheck.evidence.recorder import Evidence
 from stackcheck.evidence.thresholds import Threshold, ThresholdError
 from stackcheck.evidence.thresholds import load as load_thresholds
 from stackcheck.holds import Holds
-from stackcheck.markers import SUITES, background, impact, may_run_beside
+from stackcheck.markers import SUITES, background, impact, may_run_beside, stack_free
 from stackcheck.mode import Mode, ModeError, StackConfig, resolve, select_mode
 from stackcheck.stack import Stack, StackError
 
@@ -56,7 +56,8 @@ MARKERS = {
 IMPACTS = ("reads", "writes", "disrupts")
 
 evidence_key = pytest.StashKey[Evidence]()
-lane_plan_key = pytest.StashKey[tuple[set[str], set[str]]]()  # (background, beside) node IDs
+# (background, beside, free) node IDs: see stackcheck.parallel
+lane_plan_key = pytest.StashKey[tuple[set[str], set[str], set[str]]]()
 stack_key = pytest.StashKey[Stack]()
 any_req_key = pytest.StashKey[bool]()
 
@@ -170,15 +171,19 @@ def pytest_collection_modifyitems(
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from exc
         beside = [it for it in alone if lanes and all(may_run_beside(it, b) for b in lanes)]
+        # with two lanes, the tests of our own code fill them instead of the shared phase
+        free = [it for it in items if beside and stack_free(it)]
         config.stash[lane_plan_key] = (
             {it.nodeid for it in lanes},
             {it.nodeid for it in beside},
+            {it.nodeid for it in free},
         )
         parallel.write_alone(
             config,
             [it.nodeid for it in alone],
             background=[it.nodeid for it in lanes],
             beside=[it.nodeid for it in beside],
+            free=[it.nodeid for it in free],
         )
 
 
@@ -385,8 +390,11 @@ def sla(request: pytest.FixtureRequest) -> SLA:
 
 # --- reporting ---------------------------------------------------------------------------
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    background, beside = item.config.stash.get(lane_plan_key, (set(), set()))
-    parallel.lane_barrier(item.config, beside=item.nodeid in beside)
+    background, beside, free = item.config.stash.get(lane_plan_key, (set(), set(), set()))
+    if item.nodeid in free:
+        parallel.free_test_started(item.config)
+    else:
+        parallel.lane_barrier(item.config, beside=item.nodeid in beside)
     if item.nodeid in background:
         parallel.lane_started(item.config)
     st = item.config.stash.get(stack_key, None)

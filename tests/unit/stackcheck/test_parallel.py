@@ -261,6 +261,12 @@ def test_after_no_needs():
 @pytest.mark.req("T8")
 def test_after_recovery_undeclared():
     span("after-recovery", 0.2)
+
+@pytest.mark.parametrize("n", range(12))
+@pytest.mark.unit
+def test_free(n):
+    span(f"free{n}", 0.4)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == 19, "a stack-free test at full CPU priority"
 """
 )
 
@@ -272,7 +278,9 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
     they neither touch nor need what it holds down or observes; the undeclared, those that need
     its victim, disrupt what it observes or look at the whole stack, wait until it has ended,
     except those collected before the first that may run beside it: they run first, alone.
-    No alone test overlaps a shared one, and the first lane's tests never overlap each other."""
+    No alone test overlaps a shared one, and the first lane's tests never overlap each other.
+    The stack-free tests fill the lanes: on the second after its background test, on the first
+    after its last alone test, never in the shared phase, at the lowest CPU priority."""
     pytester.makepyfile(test_lanes=LANES)
     spans_file = pytester.path / "spans.jsonl"
     monkeypatch.setenv("SPANS", str(spans_file))
@@ -284,9 +292,10 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
         f"--evidence-dir={pytester.path / 'evidence'}",
         "-p", "no:cacheprovider", "-o", "addopts=", "-rs",
     )  # fmt: skip
-    result.assert_outcomes(passed=15)
+    result.assert_outcomes(passed=27)
     spans = {s[0]: s for s in map(json.loads, spans_file.read_text().splitlines())}
     bg = spans.pop("background")
+    free = [spans.pop(n) for n in [n for n in spans if n.startswith("free")]]
     shared = [s for n, s in spans.items() if n.startswith("shared")]
     alone = [s for n, s in spans.items() if not n.startswith("shared")]
     overlaps = [
@@ -305,6 +314,14 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
     for a, b in itertools.pairwise(ordered):
         assert b[2] >= a[3], f"{a[0]} and {b[0]} overlapped"
     assert ordered[-1][0] == "after-recovery", "recovery tests run last"
+    last_shared = max(s[3] for s in shared)
+    assert all(f[2] >= last_shared for f in free), "a stack-free test ran in the shared phase"
+    on_second = [f for f in free if f[1] == bg[1]]
+    on_first = [f for f in free if f[1] != bg[1]]
+    assert on_second, "the second lane idled after its background test"
+    assert all(f[2] >= bg[3] for f in on_second), "a stack-free test held up the background"
+    last_alone = max(s[3] for s in alone)
+    assert all(f[2] >= last_alone for f in on_first), "a stack-free test delayed an alone one"
 
 
 def test_holds_are_shared_through_a_file_and_released_however_the_block_ends(tmp_path):
