@@ -267,6 +267,9 @@ def test_after_recovery_undeclared():
 def test_free(n):
     span(f"free{n}", 0.4)
     assert os.getpriority(os.PRIO_PROCESS, 0) == 19, "a stack-free test at full CPU priority"
+    if os.path.exists("/proc/self/autogroup"):
+        with open("/proc/self/autogroup") as f:
+            assert f.read().split()[-1] == "19", "its autogroup weighs as much as a container"
 """
 )
 
