@@ -167,7 +167,10 @@ def free_test_started(config: pytest.Config) -> None:
     from here on this worker runs at the lowest CPU priority, so that the measurements on the
     other lane and the stack's own processes keep the two cores. Only stack-free tests follow
     on this worker, so it never needs to go back."""
-    if is_worker(config) and not config.stash.get(_idle_key, False):
+    if not is_worker(config) or config.stash.get(_idle_key, False):
+        return
+    # only in the two lanes' phase: elsewhere (one worker) stack tests may still follow
+    if lanes_path(state_dir(config), config.workerinput["testrunuid"]).exists():
         config.stash[_idle_key] = True
         lowest_cpu_priority()
 
