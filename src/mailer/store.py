@@ -88,7 +88,7 @@ class MailRow:
 
 class Store:
     def __init__(self, conninfo: str, *, max_size: int = 5, name: str = "mailer"):
-        self.pool = ConnectionPool(
+        self._new_pool = lambda: ConnectionPool(
             conninfo,
             min_size=1,
             max_size=max_size,
@@ -96,9 +96,19 @@ class Store:
             open=False,
             kwargs={"application_name": name},
         )
+        self.pool = self._new_pool()
 
     def open(self, timeout: float = 10.0) -> None:
-        self.pool.open(wait=True, timeout=timeout)
+        """Open the pool, waiting until a first connection works. A pool whose wait timed out
+        is closed by psycopg_pool and cannot be opened again, so a failed attempt leaves a fresh
+        pool behind: the start's retries can succeed once PostgreSQL answers (they used to fail
+        with PoolClosed until the mailer gave up)."""
+        try:
+            self.pool.open(wait=True, timeout=timeout)
+        except BaseException:
+            self.pool.close()
+            self.pool = self._new_pool()
+            raise
 
     def close(self) -> None:
         self.pool.close()
