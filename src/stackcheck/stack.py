@@ -15,6 +15,7 @@ import docker
 from stackcheck.compose import Compose
 from stackcheck.holds import Holds
 from stackcheck.mode import Mode, StackConfig
+from stackcheck.ops.leftovers import clear
 from stackcheck.services import Engine, Service, handle
 
 
@@ -226,6 +227,9 @@ class Stack:
             f"{'offline' if self.config.offline else 'online'} images, deadline {timeout:.0f} s)"
         )
         start = time.monotonic()
+        # a container whose network was pruned would fail the whole `up` (stackcheck.ops.leftovers)
+        clear(self.docker, self.config.project, self.config.stack_dir, earlier=False,
+              say=lambda line: self.progress(f"  {line}"))  # fmt: skip
         code, output = self.compose.stream(
             "up",
             "--detach",
