@@ -32,10 +32,11 @@ class Throwaway:
         labels = {PROJECT_LABEL: name, WORKDIR_LABEL: str(workdir)}
         net = self.client.networks.create(f"{name}_default", labels={PROJECT_LABEL: name})
         vol = self.client.volumes.create(f"{name}_data", labels={PROJECT_LABEL: name})
+        # the volume at the image's VOLUME path: no anonymous volume left behind
         box = self.client.containers.create(
             IMAGE, entrypoint=["sleep", "300"], name=f"{name}-box-1", labels=labels,
-            network=net.name, volumes={vol.name: {"bind": "/data", "mode": "rw"}},
-            user="0", read_only=True, network_disabled=False,
+            network=net.name, volumes={vol.name: {"bind": "/app/data", "mode": "rw"}},
+            user="0", read_only=True,
         )  # fmt: skip
         if running:
             box.start()
@@ -45,7 +46,7 @@ class Throwaway:
         for name in self.projects:
             flt = {"label": f"{PROJECT_LABEL}={name}"}
             for c in self.client.containers.list(all=True, filters=flt):
-                c.remove(force=True)
+                c.remove(force=True, v=True)
             for n in self.client.networks.list(filters=flt):
                 n.remove()
             for v in self.client.volumes.list(filters=flt):
