@@ -46,7 +46,12 @@ class Cleared:
                 f"(Compose makes them anew; volumes kept): {', '.join(sorted(self.orphaned))}"
             )
         for project, volumes in sorted(self.earlier.items()):
-            rm = f" (remove them: docker volume rm {' '.join(volumes)})" if volumes else ""
+            rm = (
+                f"; to use them again, put that checkout's stack/secrets back in place of this "
+                f"one's; to delete them: docker volume rm {' '.join(volumes)}"
+                if volumes
+                else ""
+            )
             out.append(
                 f"an earlier checkout at this path left project {project}: its containers and "
                 f"networks removed; its secrets went with it, so its {len(volumes)} volume(s) "
