@@ -10,7 +10,7 @@ from importlib import resources
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from mailer.config import DatabaseConfig
 
@@ -86,8 +86,43 @@ class MailRow:
     outbox: list[OutboxRow] = field(default_factory=list)
 
 
+# SQLSTATEs of a refused login (invalid_password, invalid_authorization_specification): the
+# secret and the database disagree, and no retry changes that
+_REFUSED_LOGIN = {"28P01", "28000"}
+
+
+class StoreUnavailable(Exception):
+    """The store could not be opened; `permanent`: PostgreSQL refused the login."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def diagnose(conninfo: str, exc: Exception) -> Exception:
+    """What lies behind a pool that timed out: psycopg_pool logs each failed connection but
+    raises only "pool initialization incomplete". One direct connection names the cause; a
+    refused login is permanent (the start gives up at once, exit code 2, instead of thirty
+    retries that say "unreachable")."""
+    try:
+        with psycopg.connect(conninfo, connect_timeout=5):
+            return exc  # it answers now: the next attempt will do
+    except psycopg.OperationalError as err:
+        refused = err.sqlstate in _REFUSED_LOGIN or "password authentication failed" in str(err)
+        if refused:
+            return StoreUnavailable(
+                f"PostgreSQL refused the login ({str(err).strip()}): the password file and the "
+                "database disagree, e.g. a database volume made with other secrets",
+                permanent=True,
+            )
+        return StoreUnavailable(f"{exc}; last connection error: {str(err).strip()}")
+    except Exception:
+        return exc
+
+
 class Store:
     def __init__(self, conninfo: str, *, max_size: int = 5, name: str = "mailer"):
+        self._conninfo = conninfo
         self._new_pool = lambda: ConnectionPool(
             conninfo,
             min_size=1,
@@ -105,9 +140,13 @@ class Store:
         with PoolClosed until the mailer gave up)."""
         try:
             self.pool.open(wait=True, timeout=timeout)
-        except BaseException:
+        except BaseException as exc:
             self.pool.close()
             self.pool = self._new_pool()
+            if isinstance(exc, PoolTimeout):
+                found = diagnose(self._conninfo, exc)
+                if found is not exc:
+                    raise found from exc
             raise
 
     def close(self) -> None:

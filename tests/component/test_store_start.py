@@ -14,9 +14,8 @@ from contextlib import suppress
 
 import psycopg
 import pytest
-from psycopg_pool import PoolTimeout
 
-from mailer.store import Store
+from mailer.store import Store, StoreUnavailable
 
 from .conftest import Server, free_port
 
@@ -84,14 +83,31 @@ def test_a_retry_opens_the_store_once_postgres_answers(late_postgres, local_post
     )  # fmt: skip
     store = Store(info, max_size=2, name="late-start")
     try:
-        with pytest.raises(PoolTimeout):
-            store.open(timeout=1)
-        with pytest.raises(PoolTimeout):  # still down: the same error, not PoolClosed
-            store.open(timeout=1)
+        for _ in range(2):  # the second time: the same error, not PoolClosed
+            with pytest.raises(StoreUnavailable, match="Connection refused") as caught:
+                store.open(timeout=1)
+            assert not caught.value.permanent  # a server not there yet: worth retrying
         switch_on()
         store.open(timeout=10)
         with store.pool.connection() as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         assert store.ping()
+    finally:
+        store.close()
+
+
+def test_a_refused_password_is_named_and_not_retried(local_postgres):
+    """Volumes made with other secrets (a fresh clone beside old volumes, a restored backup):
+    PostgreSQL refuses the password, and retrying cannot help. The start says so and gives up at
+    once (exit 2, mailer.app._retry) instead of logging "unreachable" thirty times."""
+    info = psycopg.conninfo.make_conninfo(
+        host=local_postgres.host, port=local_postgres.port, dbname="postgres", user="postgres",
+        password="not-the-password", connect_timeout=2,
+    )  # fmt: skip
+    store = Store(info, max_size=1, name="wrong-password")
+    try:
+        with pytest.raises(StoreUnavailable, match="password authentication failed") as caught:
+            store.open(timeout=2)
+        assert caught.value.permanent
     finally:
         store.close()

@@ -75,3 +75,44 @@ def test_unreachable_dependencies_exit_2_after_bounded_retries(stack, tmp_path, 
         "config error -> 1, unreachable redis after 3 attempts -> 2",
         how="the mailer image run with --network none",
     )
+
+
+@pytest.mark.req("X2")
+def test_a_refused_database_login_exits_2_at_once_naming_it(stack, tmp_path, sla):
+    """What a fresh clone met beside an earlier clone's volumes: PostgreSQL refuses the
+    password. Retrying cannot help, so the start gives up at once with exit code 2 and says
+    why, instead of thirty attempts logged as "unreachable" (before: PoolTimeout, then
+    PoolClosed, about six minutes). The praxis-mailer's own configuration, mounts, user and
+    backend network, with a wrong database password and the start's default retries."""
+    mailer = stack.service("praxis-mailer").container
+    attrs = mailer.attrs
+    env = dict(e.split("=", 1) for e in attrs["Config"]["Env"])
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-database-password\n")
+    wrong.chmod(0o444)
+    env["DB_PASSWORD_FILE"] = "/run/secrets/wrong_db_password"
+    for knob in ("MAILER_START_ATTEMPTS", "MAILER_START_DELAY_SECONDS"):
+        env.pop(knob, None)  # the defaults: 30 attempts
+    mounts = [
+        f"{m['Source']}:{m['Destination']}:ro" for m in attrs["Mounts"] if m["Type"] == "bind"
+    ] + [f"{wrong}:/run/secrets/wrong_db_password:ro"]
+    backend = [n for n in attrs["NetworkSettings"]["Networks"] if n.endswith("_backend")]
+    assert backend, f"praxis-mailer is on no backend network: {attrs['NetworkSettings']}"
+    proc = stack.engine.run(
+        IMAGE, environment=env, volumes=mounts, timeout=60, user=attrs["Config"]["User"],
+        **{**HARDENING, "network_mode": backend[0]},
+    )  # fmt: skip
+    out = proc.output
+    assert proc.exit_code == 2, (
+        f"exit {proc.exit_code} (None: still retrying after 60 s)\n" + out[-2000:]
+    )
+    assert "PostgreSQL refused the login" in out and "password authentication failed" in out, out[
+        -2000:
+    ]
+    assert "retrying cannot help" in out, out[-2000:]
+    assert "not-the-database-password" not in out, "a secret value reached the log"
+    sla.record(
+        "X2",
+        "a refused database login -> 2 at the first attempt, naming the refusal",
+        how="the mailer image with praxis-mailer's configuration on the backend network",
+    )
