@@ -10,7 +10,7 @@ from importlib import resources
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from mailer.config import DatabaseConfig
 
@@ -99,25 +99,24 @@ class StoreUnavailable(Exception):
         self.permanent = permanent
 
 
-def diagnose(conninfo: str, exc: Exception) -> Exception:
-    """What lies behind a pool that timed out: psycopg_pool logs each failed connection but
-    raises only "pool initialization incomplete". One direct connection names the cause; a
-    refused login is permanent (the start gives up at once, exit code 2, instead of thirty
-    retries that say "unreachable")."""
+def probe(conninfo: str, timeout: float) -> None:
+    """One direct connection before the pool opens. psycopg_pool logs each failed connection
+    but raises only "pool initialization incomplete", and only after its whole timeout; this
+    fails at once and names the cause. A refused login is permanent (the start gives up at once,
+    exit code 2, instead of thirty attempts logged as "unreachable"); anything else is worth
+    retrying."""
     try:
-        with psycopg.connect(conninfo, connect_timeout=5):
-            return exc  # it answers now: the next attempt will do
+        with psycopg.connect(conninfo, connect_timeout=max(1, round(timeout))):
+            return
     except psycopg.OperationalError as err:
-        refused = err.sqlstate in _REFUSED_LOGIN or "password authentication failed" in str(err)
-        if refused:
-            return StoreUnavailable(
-                f"PostgreSQL refused the login ({str(err).strip()}): the password file and the "
-                "database disagree, e.g. a database volume made with other secrets",
+        said = str(err).strip()
+        if err.sqlstate in _REFUSED_LOGIN or "password authentication failed" in said:
+            raise StoreUnavailable(
+                f"PostgreSQL refused the login ({said}): the password file and the database "
+                "disagree, e.g. a database volume made with other secrets",
                 permanent=True,
-            )
-        return StoreUnavailable(f"{exc}; last connection error: {str(err).strip()}")
-    except Exception:
-        return exc
+            ) from err
+        raise StoreUnavailable(f"PostgreSQL not reachable: {said}") from err
 
 
 class Store:
@@ -134,19 +133,17 @@ class Store:
         self.pool = self._new_pool()
 
     def open(self, timeout: float = 10.0) -> None:
-        """Open the pool, waiting until a first connection works. A pool whose wait timed out
-        is closed by psycopg_pool and cannot be opened again, so a failed attempt leaves a fresh
-        pool behind: the start's retries can succeed once PostgreSQL answers (they used to fail
-        with PoolClosed until the mailer gave up)."""
+        """Open the pool, waiting until a first connection works; `probe` first, so that a
+        failure is quick and named. A pool whose wait timed out is closed by psycopg_pool and
+        cannot be opened again, so a failed attempt leaves a fresh pool behind: the start's
+        retries can succeed once PostgreSQL answers (they used to fail with PoolClosed until the
+        mailer gave up)."""
+        probe(self._conninfo, timeout)
         try:
             self.pool.open(wait=True, timeout=timeout)
-        except BaseException as exc:
+        except BaseException:
             self.pool.close()
             self.pool = self._new_pool()
-            if isinstance(exc, PoolTimeout):
-                found = diagnose(self._conninfo, exc)
-                if found is not exc:
-                    raise found from exc
             raise
 
     def close(self) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 
 import psycopg
 import pytest
+from psycopg_pool import PoolTimeout
 
 from mailer.store import Store, StoreUnavailable
 
@@ -72,25 +74,51 @@ def late_postgres(local_postgres: Server) -> Iterator[tuple[int, Callable[[], No
         relay.server_close()
 
 
-def test_a_retry_opens_the_store_once_postgres_answers(late_postgres, local_postgres):
-    """psycopg_pool closes a pool whose first wait timed out, and a closed pool cannot be
-    reopened: before the fix every retry of the start failed with PoolClosed until the mailer
-    gave up (30 attempts) and Docker restarted it."""
-    port, switch_on = late_postgres
+def _late_store(port: int, password: str) -> Store:
     info = psycopg.conninfo.make_conninfo(
-        host="127.0.0.1", port=port, dbname="postgres", user="postgres",
-        password=local_postgres.password, connect_timeout=2,
+        host="127.0.0.1", port=port, dbname="postgres", user="postgres", password=password,
+        connect_timeout=2,
     )  # fmt: skip
-    store = Store(info, max_size=2, name="late-start")
+    return Store(info, max_size=2, name="late-start")
+
+
+def test_a_retry_opens_the_store_once_postgres_answers(late_postgres, local_postgres):
+    """Each attempt fails fast, says why, and is worth retrying; once PostgreSQL answers, the
+    next attempt opens the store."""
+    port, switch_on = late_postgres
+    store = _late_store(port, local_postgres.password)
     try:
-        for _ in range(2):  # the second time: the same error, not PoolClosed
+        for _ in range(2):
+            started = time.monotonic()
             with pytest.raises(StoreUnavailable, match="Connection refused") as caught:
-                store.open(timeout=1)
+                store.open(timeout=5)
             assert not caught.value.permanent  # a server not there yet: worth retrying
+            assert time.monotonic() - started < 4, "a refused connection must not wait it out"
         switch_on()
         store.open(timeout=10)
         with store.pool.connection() as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert store.ping()
+    finally:
+        store.close()
+
+
+def test_a_pool_that_timed_out_is_replaced_for_the_next_attempt(
+    late_postgres, local_postgres, monkeypatch
+):
+    """psycopg_pool closes a pool whose first wait timed out, and a closed pool cannot be
+    reopened: before the fix every retry of the start failed with PoolClosed until the mailer
+    gave up (30 attempts) and Docker restarted it. The probe is left out here, so that the
+    pool's own wait is what fails (as when PostgreSQL goes away between the two)."""
+    monkeypatch.setattr("mailer.store.probe", lambda conninfo, timeout: None)
+    port, switch_on = late_postgres
+    store = _late_store(port, local_postgres.password)
+    try:
+        for _ in range(2):  # the second time: the same error, not PoolClosed
+            with pytest.raises(PoolTimeout):
+                store.open(timeout=1)
+        switch_on()
+        store.open(timeout=10)
         assert store.ping()
     finally:
         store.close()
@@ -106,8 +134,10 @@ def test_a_refused_password_is_named_and_not_retried(local_postgres):
     )  # fmt: skip
     store = Store(info, max_size=1, name="wrong-password")
     try:
+        started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="password authentication failed") as caught:
-            store.open(timeout=2)
+            store.open(timeout=10)
         assert caught.value.permanent
+        assert time.monotonic() - started < 5, "a refused login must not wait out the timeout"
     finally:
         store.close()
