@@ -18,9 +18,7 @@ ones have ended. No shared test overlaps an alone one (`lane_barrier`).
 The tests of our own code (tests/unit, tests/component: `markers.stack_free`) touch no stack, so
 with two lanes they do not take turns in the shared phase: they fill the lanes where they would
 idle, on the second after its background tests, on the first after its last alone test, at the
-lowest CPU priority (`free_test_started`), so the stack's measurements keep the cores. A test
-that measures throughput they would share anyway (disk, memory, the stack's own processes:
-`quiet`, the 1,714-mail replay) runs with none of them beside it (`quiet_turn`, `free_turn`).
+lowest CPU priority (`free_test_started`), so the stack's measurements keep the cores.
 
 The workers learn nothing from the controller but what `workerinput` carries, and the
 controller sees no test items (xdist collects on the workers only): the workers write the node
@@ -67,12 +65,11 @@ def state_dir(config: pytest.Config) -> Path:
 def must_run_alone(item: pytest.Item, impact: str) -> bool:
     """Tests that must not share the stack with another test: those that disrupt it, those that
     measure it (perf: a parallel test's load would be in the numbers), and those marked
-    `alone` or `quiet` (they load the stack enough to disturb the others' timings)."""
+    `alone` (they load the stack enough to disturb the others' timings)."""
     return (
         impact == "disrupts"
         or item.get_closest_marker("perf") is not None
         or item.get_closest_marker("alone") is not None
-        or item.get_closest_marker("quiet") is not None
     )
 
 
@@ -123,79 +120,6 @@ def ready_path(directory: Path, uid: str, worker: str) -> Path:
 def lead_done_path(directory: Path, uid: str) -> Path:
     """Exists once the first lane has run the alone tests that must come before the lane."""
     return directory / f"lane-lead-done-{uid}"
-
-
-def quiet_path(directory: Path, uid: str) -> Path:
-    """Exists while a `quiet` test runs (or is about to): no stack-free test starts."""
-    return directory / f"quiet-{uid}"
-
-
-def free_busy_path(directory: Path, uid: str, worker: str) -> Path:
-    """Exists while `worker` runs a stack-free test (or is about to)."""
-    return directory / f"free-busy-{uid}-{worker}"
-
-
-QUIET_WAIT = 900.0  # s: a quiet test or a stack-free test longer than this is a fault elsewhere
-
-
-def _two_lanes(config: pytest.Config) -> tuple[Path, str, list[str]] | None:
-    if not is_worker(config):
-        return None
-    d, uid = state_dir(config), config.workerinput["testrunuid"]
-    try:
-        lanes = json.loads(lanes_path(d, uid).read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return d, uid, lanes
-
-
-def _await_gone(paths: Callable[[], list[Path]], timeout: float) -> None:
-    """Wait until none of `paths()` exists; after `timeout` go on regardless (a worker that
-    died holding a flag must not hang the run, and the overlap is only a slower measurement)."""
-    deadline = time.monotonic() + timeout
-    while any(p.exists() for p in paths()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
-@contextmanager
-def quiet_turn(config: pytest.Config, timeout: float = QUIET_WAIT) -> Iterator[None]:
-    """Around a `quiet` test while two lanes run: no stack-free test starts meanwhile, and one
-    that is running is waited for. With `free_turn`, each side raises its flag before it looks
-    at the other's, so the two never both go ahead."""
-    lanes = _two_lanes(config)
-    if lanes is None:
-        yield
-        return
-    d, uid, workers = lanes
-    flag = quiet_path(d, uid)
-    flag.touch()
-    try:
-        _await_gone(lambda: [free_busy_path(d, uid, w) for w in workers], timeout)
-        yield
-    finally:
-        flag.unlink(missing_ok=True)
-
-
-@contextmanager
-def free_turn(config: pytest.Config, timeout: float = QUIET_WAIT) -> Iterator[None]:
-    """Around a stack-free test while two lanes run: it waits while a `quiet` test runs."""
-    lanes = _two_lanes(config)
-    if lanes is None:
-        yield
-        return
-    d, uid, _workers = lanes
-    busy, quiet = free_busy_path(d, uid, config.workerinput["workerid"]), quiet_path(d, uid)
-    deadline = time.monotonic() + timeout
-    while True:
-        busy.touch()
-        if not quiet.exists() or time.monotonic() > deadline:
-            break
-        busy.unlink(missing_ok=True)  # let the quiet test begin, then try again
-        _await_gone(lambda: [quiet], max(0.0, deadline - time.monotonic()))
-    try:
-        yield
-    finally:
-        busy.unlink(missing_ok=True)
 
 
 def lane_barrier(config: pytest.Config, beside: bool, timeout: float = BRING_UP_WAIT) -> None:

@@ -12,7 +12,6 @@ import os
 import platform
 import statistics
 import time
-from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,8 +52,6 @@ MARKERS = {
     "runs beside a background test",
     "alone": "loads the stack enough to disturb other tests' timings: under `pytest -n N` it "
     "runs after the shared tests, alone (as do disrupts and perf)",
-    "quiet": "an alone test that measures throughput the stack-free tests would share (disk, "
-    "memory, the stack's processes): under `pytest -n N` none of them runs beside it",
 }
 IMPACTS = ("reads", "writes", "disrupts")
 
@@ -392,20 +389,6 @@ def sla(request: pytest.FixtureRequest) -> SLA:
 
 
 # --- reporting ---------------------------------------------------------------------------
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
-    """A stack-free test waits while a `quiet` one runs on the other lane (parallel)."""
-    _background, _beside, free = item.config.stash.get(lane_plan_key, (set(), set(), set()))
-    if item.nodeid in free:
-        turn = parallel.free_turn(item.config)
-    elif item.get_closest_marker("quiet"):
-        turn = parallel.quiet_turn(item.config)
-    else:
-        turn = nullcontext()
-    with turn:
-        yield
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     background, beside, free = item.config.stash.get(lane_plan_key, (set(), set(), set()))
     if item.nodeid in free:

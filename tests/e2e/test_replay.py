@@ -27,7 +27,6 @@ from stackcheck.waits import wait_for
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.alone,  # 1,714 deliveries: under -n N no other test shares the stack meanwhile
-    pytest.mark.quiet,  # and no stack-free test the machine (it took 66 s beside them, 48 s alone)
     pytest.mark.whole_stack,  # its clean-up removes every message that arrived meanwhile
     pytest.mark.needs("mailpit", "postgres", "praxis-mailer", "ecom-mailer"),
 ]

@@ -244,13 +244,6 @@ def test_after_disrupts_observed():
     span("after-disrupts-observed", 0.2)
 
 @pytest.mark.e2e
-@pytest.mark.quiet
-@pytest.mark.req("RW1")
-@pytest.mark.needs("exporter")
-def test_after_quiet():
-    span("after-quiet", 1.2)
-
-@pytest.mark.e2e
 @pytest.mark.alone
 @pytest.mark.whole_stack
 @pytest.mark.req("RW1")
@@ -290,8 +283,7 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
     except those collected before the first that may run beside it: they run first, alone.
     No alone test overlaps a shared one, and the first lane's tests never overlap each other.
     The stack-free tests fill the lanes: on the second after its background test, on the first
-    after its last alone test, never in the shared phase, at the lowest CPU priority, and never
-    beside a `quiet` test."""
+    after its last alone test, never in the shared phase, at the lowest CPU priority."""
     pytester.makepyfile(test_lanes=LANES)
     spans_file = pytester.path / "spans.jsonl"
     monkeypatch.setenv("SPANS", str(spans_file))
@@ -303,7 +295,7 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
         f"--evidence-dir={pytester.path / 'evidence'}",
         "-p", "no:cacheprovider", "-o", "addopts=", "-rs",
     )  # fmt: skip
-    result.assert_outcomes(passed=28)
+    result.assert_outcomes(passed=27)
     spans = {s[0]: s for s in map(json.loads, spans_file.read_text().splitlines())}
     bg = spans.pop("background")
     free = [spans.pop(n) for n in [n for n in spans if n.startswith("free")]]
@@ -333,11 +325,6 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
     assert all(f[2] >= bg[3] for f in on_second), "a stack-free test held up the background"
     last_alone = max(s[3] for s in alone)
     assert all(f[2] >= last_alone for f in on_first), "a stack-free test delayed an alone one"
-    quiet = spans["after-quiet"]
-    beside_quiet = [f[0] for f in free if f[2] < quiet[3] and quiet[2] < f[3]]
-    assert not beside_quiet, f"stack-free tests ran beside the quiet test: {beside_quiet}"
-    assert any(f[2] < quiet[2] for f in on_second), "the scenario lost its point: no stack-free "
-    "test ran on the second lane before the quiet one"
 
 
 def test_holds_are_shared_through_a_file_and_released_however_the_block_ends(tmp_path):
