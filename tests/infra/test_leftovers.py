@@ -129,3 +129,15 @@ def test_an_earlier_checkout_here_is_set_aside_and_its_volumes_kept(
     mine["container"].reload()
     assert mine["container"].status == "running"
     assert any("docker volume rm " + old["volume"].name in line for line in done.lines())
+
+
+def test_an_earlier_checkout_reached_through_a_symlink_is_found(throwaway, docker_client, tmp_path):
+    """Compose records the directory as it was given; the same checkout reached through a
+    symlinked path (/check -> /srv/check, say) is the same checkout."""
+    here = tmp_path / "real/stack"
+    here.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    earlier = f"stackcheck-{uuid.uuid4().hex[:8]}"
+    old = throwaway.project(earlier, tmp_path / "link/stack")
+    done = clear(docker_client, f"stackcheck-{uuid.uuid4().hex[:8]}", here)
+    assert done.earlier == {earlier: [old["volume"].name]}

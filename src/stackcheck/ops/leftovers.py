@@ -85,15 +85,15 @@ def orphaned(client: docker.DockerClient, project: str) -> list:
 
 def earlier_checkouts(client: docker.DockerClient, project: str, stack_dir: Path) -> list[str]:
     """Projects `./run` named for another checkout at this same stack/ directory."""
-    here = str(stack_dir.resolve())
+    here = stack_dir.resolve()  # Compose records the path as given: symlinks resolved on both
     names = set()
     for c in client.containers.list(all=True, filters={"label": WORKDIR_LABEL}):
         labels = c.labels or {}
         name = labels.get(PROJECT_LABEL, "")
         if (
-            labels.get(WORKDIR_LABEL) == here
-            and name != project
+            name != project
             and CHECKOUT_PROJECT.fullmatch(name)
+            and Path(labels.get(WORKDIR_LABEL, "")).resolve() == here
         ):
             names.add(name)
     return sorted(names)
