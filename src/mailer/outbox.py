@@ -15,6 +15,7 @@ import logging
 import smtplib
 import ssl
 import threading
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
@@ -107,9 +108,22 @@ class SmtpSender:
         except (OSError, smtplib.SMTPException):
             _close(smtp)
 
-    def send(self, msg: EmailMessage) -> None:
-        """SmtpUnavailable when no mail could go now; smtplib's errors for this mail's own."""
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Callable[[EmailMessage], None]]:
+        """One connection for several mails (an outbox pass): one TLS handshake and one login
+        instead of one per mail, which servers that count connections (Gmail) throttle.
+        SmtpUnavailable when no mail can go now; smtplib's errors for one mail's own (the server
+        has reset the transaction, the session goes on)."""
         smtp = self._open()
+        try:
+            yield lambda msg: self._send_on(smtp, msg)
+        finally:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                _close(smtp)
+
+    def _send_on(self, smtp: smtplib.SMTP, msg: EmailMessage) -> None:
         try:
             smtp.send_message(msg)
         except smtplib.SMTPServerDisconnected as exc:
@@ -122,11 +136,11 @@ class SmtpSender:
             raise
         except OSError as exc:  # the connection broke
             raise SmtpUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
-        finally:
-            try:
-                smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                _close(smtp)
+
+    def send(self, msg: EmailMessage) -> None:
+        """One mail on a connection of its own (see session)."""
+        with self.session() as send:
+            send(msg)
 
 
 def _text(value: bytes | str) -> str:
@@ -146,34 +160,45 @@ class OutboxWorker:
         self.profile, self.sender, self.store = profile, sender, store
 
     def run_once(self) -> int:
+        """Send the claimed rows on one SMTP session; what the server cannot take now waits
+        with its backoff, a mail it refuses counts towards its row's attempts."""
         rows = self.store.claim_outbox()
-        for i, row in enumerate(rows):
-            try:
-                self.sender.send(build(self.sender.smtp.from_address, row))
-            except SmtpUnavailable as exc:
-                self._defer(rows[i:], exc)
-                return 0  # nothing went: the loop waits before the next pass
-            except (OSError, smtplib.SMTPException) as exc:
-                final = row["attempts"] >= MAX_ATTEMPTS
-                retry = None if final else backoff(row["attempts"])
-                self.store.outbox_failed(row["id"], f"{type(exc).__name__}: {exc}", retry)
-                metrics.SMTP_RESULTS.labels(
-                    self.profile, row["kind"], "failed" if final else "retry"
-                ).inc()
-                log.warning(
-                    "outbound mail not sent",
-                    extra={
-                        "kind": row["kind"],
-                        "attempt": row["attempts"],
-                        "retry_in_s": retry,
-                        "error": str(exc),
-                    },
-                )
-                continue
-            self.store.outbox_sent(row["id"])
-            metrics.SMTP_RESULTS.labels(self.profile, row["kind"], "sent").inc()
-            log.info("outbound mail sent", extra={"kind": row["kind"], "attempt": row["attempts"]})
+        if not rows:
+            return 0
+        try:
+            with self.sender.session() as send:
+                for i, row in enumerate(rows):
+                    try:
+                        send(build(self.sender.smtp.from_address, row))
+                    except SmtpUnavailable as exc:
+                        self._defer(rows[i:], exc)
+                        return 0  # nothing more goes: the loop waits before the next pass
+                    except (OSError, smtplib.SMTPException) as exc:
+                        self._refused(row, exc)
+                        continue
+                    self.store.outbox_sent(row["id"])
+                    metrics.SMTP_RESULTS.labels(self.profile, row["kind"], "sent").inc()
+                    extra = {"kind": row["kind"], "attempt": row["attempts"]}
+                    log.info("outbound mail sent", extra=extra)
+        except SmtpUnavailable as exc:  # no session: the server is down, refuses us, or TLS
+            self._defer(rows, exc)
+            return 0
         return len(rows)
+
+    def _refused(self, row: dict, exc: Exception) -> None:
+        final = row["attempts"] >= MAX_ATTEMPTS
+        retry = None if final else backoff(row["attempts"])
+        self.store.outbox_failed(row["id"], f"{type(exc).__name__}: {exc}", retry)
+        metrics.SMTP_RESULTS.labels(self.profile, row["kind"], "failed" if final else "retry").inc()
+        log.warning(
+            "outbound mail not sent",
+            extra={
+                "kind": row["kind"],
+                "attempt": row["attempts"],
+                "retry_in_s": retry,
+                "error": str(exc),
+            },
+        )
 
     def _defer(self, rows: list[dict], exc: SmtpUnavailable) -> None:
         """The server took nothing: every claimed row waits with its backoff, none is dropped."""

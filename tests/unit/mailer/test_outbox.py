@@ -82,7 +82,7 @@ def test_sends_with_auth_over_tls(servers, pki, security, implicit):
     worker = OutboxWorker(PROFILE, sender(server.port, security, pki.ca), store)
     assert worker.run_once() == 2
     assert store.sent == [1, 2] and store.failed == []
-    assert fake.logins == [USER, USER]
+    assert fake.logins == [USER]  # one session (TLS, login) a pass, not one a row
     assert b"Subject: note 1" in fake.received[0]
     assert all(conn.tls for conn in server.conns)
 
@@ -194,3 +194,43 @@ def test_smtp_with_an_untrusted_certificate_at_start_exits_2(servers, pki, main_
         and "unable to get local issuer certificate" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_one_session_a_pass_and_a_refused_mail_does_not_end_it(servers, pki):
+    """A pass sends its rows on one connection (one TLS handshake, one login); the server
+    refusing one mail's recipient resets that transaction only, and the rows after it go on the
+    same session."""
+
+    class RefusesOne(SmtpServerFake):
+        def session(self, conn):
+            original = conn.send
+
+            def send(text):
+                if text == "250 ok\r\n" and self._last_rcpt_bad:
+                    text = "550 5.1.1 no such user\r\n"
+                original(text)
+
+            conn.send = send
+            readline = conn.readline
+
+            def spy():
+                line = readline()
+                if line.upper().startswith(b"RCPT"):
+                    self._last_rcpt_bad = b"nobody@" in line
+                else:
+                    self._last_rcpt_bad = False
+                return line
+
+            conn.readline = spy
+            super().session(conn)
+
+    fake = RefusesOne()
+    fake._last_rcpt_bad = False
+    server = servers(fake.session, pki.server, implicit=True)
+    bad = row(2) | {"recipient": "nobody@praxis.example"}
+    store = FakeStore([row(1), bad, row(3)])
+    assert OutboxWorker(PROFILE, sender(server.port, "tls", pki.ca), store).run_once() == 3
+    assert store.sent == [1, 3]
+    assert [(i, retry) for i, _e, retry in store.failed] == [(2, outbox.backoff(1))]
+    assert fake.logins == [USER], "one login for the pass"
+    assert len(server.conns) == 1, "one connection for the pass"
