@@ -141,3 +141,25 @@ def test_an_earlier_checkout_reached_through_a_symlink_is_found(throwaway, docke
     old = throwaway.project(earlier, tmp_path / "link/stack")
     done = clear(docker_client, f"stackcheck-{uuid.uuid4().hex[:8]}", here)
     assert done.earlier == {earlier: [old["volume"].name]}
+
+
+def test_a_network_still_in_use_is_named_and_left(throwaway, docker_client, tmp_path):
+    """A container of no project still attached to the earlier checkout's network: Docker will
+    not remove the network; the clearing says so and goes on (setup must not stop on it)."""
+    earlier = f"stackcheck-{uuid.uuid4().hex[:8]}"
+    old = throwaway.project(earlier, tmp_path)
+    foreign = docker_client.containers.run(
+        IMAGE, entrypoint=["sleep", "300"], detach=True, network=old["network"].name,
+        volumes={f"{earlier}_foreign": {"bind": "/app/data", "mode": "rw"}},
+        labels={PROJECT_LABEL + ".foreign": earlier}, user="0", read_only=True,
+    )  # fmt: skip
+    said: list[str] = []
+    try:
+        done = clear(docker_client, f"stackcheck-{uuid.uuid4().hex[:8]}", tmp_path, say=said.append)
+        assert earlier in done.earlier
+        assert not _exists(docker_client.containers, old["container"].id)
+        assert _exists(docker_client.networks, old["network"].id)
+        assert any(f"left {old['network'].name}" in line for line in said), said
+    finally:
+        foreign.remove(force=True, v=True)
+        docker_client.volumes.get(f"{earlier}_foreign").remove(force=True)

@@ -99,12 +99,25 @@ def earlier_checkouts(client: docker.DockerClient, project: str, stack_dir: Path
     return sorted(names)
 
 
-def set_aside(client: docker.DockerClient, project: str) -> list[str]:
+def _remove(thing, say: Callable[[str], None], **kwargs) -> None:
+    """Remove a container or network; one already gone is fine, one Docker will not remove
+    (a network a foreign container still uses) is named and left."""
+    try:
+        thing.remove(**kwargs)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        say(f"left {thing.name}: Docker would not remove it ({exc.explanation or exc})")
+
+
+def set_aside(
+    client: docker.DockerClient, project: str, say: Callable[[str], None] = lambda line: None
+) -> list[str]:
     """Remove a project's containers and networks; return the names of its volumes (kept)."""
     for c in client.containers.list(all=True, filters=_project_filter(project)):
-        c.remove(force=True)
+        _remove(c, say, force=True)
     for n in client.networks.list(filters=_project_filter(project)):
-        n.remove()
+        _remove(n, say)
     return sorted(v.name for v in client.volumes.list(filters=_project_filter(project)))
 
 
@@ -120,10 +133,10 @@ def clear(
     done = Cleared()
     for c in orphaned(client, project):
         done.orphaned.append(c.name)
-        c.remove(force=True)
+        _remove(c, say, force=True)
     if earlier:
         for name in earlier_checkouts(client, project, stack_dir):
-            done.earlier[name] = set_aside(client, name)
+            done.earlier[name] = set_aside(client, name, say)
     for line in done.lines():
         say(line)
     return done
@@ -144,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.mode in (Mode.EXTERNAL, Mode.SWARM):
         print(f"skipped: the {cfg.mode.value} stack is not this checkout's to clear")
         return 0
-    done = clear(docker_client(), cfg.project, args.stack_dir, say=print)
+    try:
+        done = clear(docker_client(), cfg.project, args.stack_dir, say=print)
+    except docker.errors.DockerException as exc:  # setup goes on: the suite's `up` will say more
+        print(f"could not look at what earlier runs left: {exc}")
+        return 1
     if not (done.orphaned or done.earlier):
         print(f"none (project {cfg.project})")
     return 0
