@@ -46,6 +46,35 @@ def _started(stamp: str) -> datetime:
     return datetime.fromisoformat(f"{m.group(1)}.{frac}{zone}")
 
 
+def next_probe_in(svc, now: datetime) -> float:
+    """Seconds until Docker probes `svc` again: one interval after its last probe ended. A probe
+    due within 2 s may run before redis is down: it counts as the one after it."""
+    interval = svc.healthcheck["Interval"] / 1e9
+    log = svc.health_log()
+    if not log:
+        return interval
+    due = (_started(log[-1]["End"]) - now).total_seconds() + interval
+    return due if due >= 2 else max(due, 0.0) + interval  # a probe running now: the next
+
+
+def _watched(mailers):
+    """The mailer to watch: of those past their start period (whose failures count), the one
+    Docker probes next, since the restart comes two intervals after the first failing probe
+    (5 s sooner on average than a fixed choice); when none is past it, the one
+    running longest, whose start period the test then waits out."""
+    now = datetime.now(UTC)
+    mailers = list(mailers)
+
+    def past_start(m) -> bool:
+        age = (now - m.started_at).total_seconds()
+        return age >= m.healthcheck.get("StartPeriod", 0) / 1e9 + 1
+
+    ready = [m for m in mailers if past_start(m)]
+    if ready:
+        return min(ready, key=lambda m: next_probe_in(m, now))
+    return min(mailers, key=lambda m: m.started_at)
+
+
 @pytest.mark.req("SLA-H1")
 @pytest.mark.disrupts("redis", "praxis-mailer", "ecom-mailer")  # both mailers need redis
 def test_three_failed_checks_restart_the_service(stack, sla):
@@ -54,7 +83,7 @@ def test_three_failed_checks_restart_the_service(stack, sla):
     count back): after 3 failed checks it restarts itself. Redis comes back and everything is
     healthy again."""
     redis = stack.service("redis")
-    mailer = min((stack.service(n) for n in MAILERS), key=lambda m: m.started_at)
+    mailer = _watched(stack.service(n) for n in MAILERS)
     hc = mailer.healthcheck
     interval = hc["Interval"] / 1e9
     restarts = mailer.restart_count
