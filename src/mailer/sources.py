@@ -528,10 +528,12 @@ class ImapSource(_Mailbox):
             sock = conn.socket()
             deadline = time.monotonic() + min(seconds, self.idle_seconds)
             while not stop.is_set() and time.monotonic() < deadline:
-                # select on the socket, so a quiet mailbox never blocks a shutdown
-                ready, _, _ = select.select([sock], [], [], 1.0)
-                if not ready:
-                    continue
+                # select on the socket, so a quiet mailbox never blocks a shutdown; but first
+                # what is read already: an EXISTS sent with the continuation is in the buffer
+                if not _buffered(conn):
+                    ready, _, _ = select.select([sock], [], [], 1.0)
+                    if not ready:
+                        continue
                 line = conn.readline()
                 if b"EXISTS" in line or not line:
                     break
@@ -546,6 +548,21 @@ class ImapSource(_Mailbox):
 
 
 IDLE_POLLS = 12  # an IMAP IDLE lasts this many poll intervals before it is renewed
+
+
+def _buffered(conn: imaplib.IMAP4) -> bool:
+    """Whether response bytes are waiting where select() on the socket cannot see them: in
+    imaplib's read buffer, or decrypted ahead by TLS. Peeks without blocking (a read on the
+    socket made non-blocking for it, whose bytes stay in the buffer for readline)."""
+    sock = conn.socket()
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        return bool(conn.file.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+    finally:
+        sock.settimeout(timeout)
 
 
 class Source(Protocol):

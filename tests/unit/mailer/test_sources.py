@@ -370,10 +370,16 @@ class ImapBox:
     starttls: bool = True
     uids: list[int] | None = None  # what SEARCH reports (default: one per mail)
     fail_fetch: set[int] = field(default_factory=set)  # UIDs whose body FETCH answers NO
+    # IDLE offered; the new mail's EXISTS comes in the same packet as IDLE's continuation
+    idle_exists: bool = False
 
     def session(self, conn: Conn) -> None:
         def caps() -> str:
-            return "IMAP4rev1" + (" STARTTLS" if self.starttls and not conn.tls else "")
+            return (
+                "IMAP4rev1"
+                + (" IDLE" if self.idle_exists else "")
+                + (" STARTTLS" if self.starttls and not conn.tls else "")
+            )
 
         conn.send(f"* OK [CAPABILITY {caps()}] fake IMAP ready\r\n")
         while line := conn.readline():
@@ -398,6 +404,10 @@ class ImapBox:
                 )
             elif cmd == "NOOP":
                 conn.send(f"{tag} OK done\r\n")
+            elif cmd == "IDLE" and self.idle_exists:
+                conn.send(f"+ idling\r\n* {len(self.mails) + 1} EXISTS\r\n")
+                if conn.readline().strip() == b"DONE":
+                    conn.send(f"{tag} OK idle done\r\n")
             elif cmd == "UID":
                 self._uid(conn, tag, args)
             elif cmd == "LOGOUT":
@@ -455,6 +465,24 @@ def test_imaps_with_the_wrong_ca_is_refused_naming_the_problem(servers, pki):
     with pytest.raises(SourceTlsError) as err:
         imap(server, pki.other_ca, "tls").check()
     assert "TLS certificate refused: unable to get local issuer certificate" in str(err.value)
+
+
+def test_imap_idle_returns_on_a_new_mail_announced_with_the_continuation(servers, pki):
+    """A server may send `+ idling` and `* N EXISTS` in one packet (TLS record): the EXISTS is
+    then in the client's read buffer, not on the socket, and waiting on the socket missed it
+    until the IDLE ran out (12 poll intervals: 12 s in the stack, 60 s with the default poll)."""
+    box = ImapBox([mail(OURS, "first")], idle_exists=True)
+    server = servers(box.session, pki.server, implicit=True)
+    source = imap(server, pki.ca, "tls")
+    try:
+        source.check()
+        start = time.monotonic()
+        source.wait(1.0, threading.Event())
+        took = time.monotonic() - start
+    finally:
+        source.close()
+    assert any(c.endswith(" IDLE") for c in server.commands), server.commands
+    assert took < 3, f"IDLE missed the EXISTS that came with its continuation: {took:.1f} s"
 
 
 def test_imap_starttls(servers, pki):
