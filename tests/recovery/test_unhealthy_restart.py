@@ -48,56 +48,47 @@ def _started(stamp: str) -> datetime:
 
 def next_probe_in(svc, now: datetime) -> float:
     """Seconds until Docker probes `svc` again: one interval after its last probe ended. A probe
-    due within 2 s may run before redis is down: it counts as the one after it."""
+    due now or overdue may have started while redis still answered: the one after it counts."""
     interval = svc.healthcheck["Interval"] / 1e9
     log = svc.health_log()
     if not log:
         return interval
     due = (_started(log[-1]["End"]) - now).total_seconds() + interval
-    return due if due >= 2 else max(due, 0.0) + interval  # a probe running now: the next
+    return due if due >= 0.5 else max(due, 0.0) + interval
 
 
-def _watched(mailers):
-    """The mailer to watch: of those past their start period (whose failures count), the one
-    Docker probes next, since the restart comes two intervals after the first failing probe
-    (5 s sooner on average than a fixed choice); when none is past it, the one
-    running longest, whose start period the test then waits out."""
-    now = datetime.now(UTC)
-    mailers = list(mailers)
-
-    def past_start(m) -> bool:
-        age = (now - m.started_at).total_seconds()
-        return age >= m.healthcheck.get("StartPeriod", 0) / 1e9 + 1
-
-    ready = [m for m in mailers if past_start(m)]
-    if ready:
-        return min(ready, key=lambda m: next_probe_in(m, now))
-    return min(mailers, key=lambda m: m.started_at)
+def past_start_period(svc, now: datetime) -> float:
+    """Seconds `svc` has been past its start period (negative: still inside it). Inside it a
+    container is probed every second (start_interval) and neither Docker nor the wrapper counts
+    failures."""
+    age = (now - svc.started_at).total_seconds()
+    return age - svc.healthcheck.get("StartPeriod", 0) / 1e9
 
 
 @pytest.mark.req("SLA-H1")
 @pytest.mark.disrupts("redis", "praxis-mailer", "ecom-mailer")  # both mailers need redis
 def test_three_failed_checks_restart_the_service(stack, sla):
-    """Redis stopped makes both mailers' readiness checks fail; the one running longer is
-    watched (an earlier test may have restarted the other, whose start period would hold the
-    count back): after 3 failed checks it restarts itself. Redis comes back and everything is
-    healthy again."""
+    """Redis stopped makes both mailers' readiness checks fail; of those past their start period
+    (an earlier test may have restarted one, whose start period would hold the count back), the
+    one probed next is watched: after 3 failed checks it restarts itself. Redis comes back and
+    everything is healthy again."""
     redis = stack.service("redis")
-    mailer = _watched(stack.service(n) for n in MAILERS)
-    hc = mailer.healthcheck
-    interval = hc["Interval"] / 1e9
-    restarts = mailer.restart_count
+    mailers = [stack.service(n) for n in MAILERS]
+    ready = [m for m in mailers if past_start_period(m, datetime.now(UTC)) >= 1]
+    if not ready:  # both restarted by earlier tests: the one running longer, once past it
+        first = min(mailers, key=lambda m: m.started_at)
+        time.sleep(max(0.0, 1 - past_start_period(first, datetime.now(UTC))))
+        ready = [first]
+    restarts = {m.name: m.restart_count for m in ready}
     failures: dict[str, str] = {}  # probe start -> output, failing probes seen before the restart
-    # Inside its start period a container is probed every second (start_interval) and neither
-    # Docker nor the wrapper counts failures: a mailer restarted by an earlier test waits until
-    # it is past that, so the failures counted here are the ones that restart it.
-    age = (datetime.now(UTC) - mailer.started_at).total_seconds()
-    start_period = hc.get("StartPeriod", 0) / 1e9
-    if age < start_period + 1:
-        time.sleep(start_period + 1 - age)
     redis.stop(timeout=10)
     stopped = time.monotonic()
     since = datetime.now(UTC) - timedelta(seconds=1)  # probes before the stop are not counted
+    # the restart comes two intervals after the first failing probe: the mailer Docker probes
+    # next is watched (5 s sooner on average than a fixed choice)
+    mailer = min(ready, key=lambda m: next_probe_in(m, datetime.now(UTC)))
+    interval = mailer.healthcheck["Interval"] / 1e9
+    restarts = restarts[mailer.name]
     try:
 
         def restarted() -> bool:
