@@ -436,6 +436,9 @@ class ImapSource(_Mailbox):
         try:
             conn = self._ensure()
             conn.noop()  # refreshes EXISTS and detects a dead connection
+            # what the server announces from here on is news to wait(): imaplib keeps untagged
+            # responses until they are asked for, so they are dropped here (and never pile up)
+            conn.untagged_responses.clear()
             typ, data = conn.uid("SEARCH", None, "ALL")
             if typ != "OK":
                 raise SourceError(f"{self.name}: SEARCH failed: {data}")
@@ -516,6 +519,10 @@ class ImapSource(_Mailbox):
         seconds = poll_seconds * IDLE_POLLS
         try:
             conn = self._ensure()
+            if "EXISTS" in conn.untagged_responses:
+                # a mail arrived while the last poll ran and the server said so in a FETCH's or
+                # STORE's answer: it will not say so again in IDLE, so the fetcher polls now
+                return
             if b"IDLE" not in b" ".join(
                 c if isinstance(c, bytes) else c.encode() for c in conn.capabilities
             ):
