@@ -105,6 +105,23 @@ class Fetcher:
                 )
         return added
 
+    def dependencies_answer(self) -> bool:
+        return self.queue.ping() and self.store.ping()
+
+    def await_dependencies(self, stop: threading.Event, backoff: float) -> None:
+        """After a Redis or PostgreSQL error: wait until both answer again (asked every
+        second), at most `backoff`. A mailer that slept out its backoff left new mail unread
+        for up to a minute after a Redis outage had ended. Where both answer at once, the
+        error was not an outage (a refused command, say): the whole backoff is waited, so the
+        mailbox (Gmail counts logins) is never polled in a tight loop."""
+        if self.dependencies_answer():
+            stop.wait(backoff)
+            return
+        deadline = time.monotonic() + backoff
+        while not stop.wait(max(0.0, min(1.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or self.dependencies_answer():
+                return
+
     def run(self, stop: threading.Event) -> None:
         failures = 0
         while not stop.is_set():
@@ -119,12 +136,18 @@ class Fetcher:
                 stop.wait(self.settings.poll_seconds)
                 continue
             except (
-                SourceError,
                 redis.RedisError,
-                OSError,
                 psycopg.OperationalError,  # e.g. PostgreSQL restarting: expected, no traceback
                 psycopg.InterfaceError,
             ) as exc:
+                # the queue or the database failed, not the mailbox: polled again as soon as
+                # they answer, not after the backoff, which grows to a minute in an outage
+                failures += 1
+                metrics.MAILBOX_UP.labels(self.profile).set(0)
+                log.warning("mailbox poll failed", extra={"error": str(exc), "failures": failures})
+                self.await_dependencies(stop, min(self.settings.poll_seconds * 2**failures, 60))
+                continue
+            except (SourceError, OSError) as exc:
                 failures += 1
                 metrics.MAILBOX_UP.labels(self.profile).set(0)
                 log.warning("mailbox poll failed", extra={"error": str(exc), "failures": failures})

@@ -173,6 +173,13 @@ class MailQueue:
         pipe.xdel(self.stream, entry.entry_id)
         pipe.execute()
 
+    def ping(self) -> bool:
+        """Whether Redis answers (and takes our credentials) now."""
+        try:
+            return bool(self.r.ping())
+        except redis.RedisError:
+            return False
+
     def depth(self) -> int:
         """Mails waiting: not yet delivered to a worker plus delivered but not acknowledged.
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from stackcheck.mailflow import PROFILES
 from stackcheck.waits import wait_for
 
 pytestmark = [pytest.mark.recovery, pytest.mark.needs("redis", "praxis-mailer", "ecom-mailer")]
@@ -65,13 +66,16 @@ def past_start_period(svc, now: datetime) -> float:
     return age - svc.healthcheck.get("StartPeriod", 0) / 1e9
 
 
-@pytest.mark.req("SLA-H1")
+@pytest.mark.req("SLA-H1", "SLA-R5")
 @pytest.mark.disrupts("redis", "praxis-mailer", "ecom-mailer")  # both mailers need redis
-def test_three_failed_checks_restart_the_service(stack, sla):
+@pytest.mark.needs("mailpit", "postgres")
+def test_three_failed_checks_restart_the_service(stack, sla, mail, praxis_db, ecom_db):
     """Redis stopped makes both mailers' readiness checks fail; of those past their start period
     (an earlier test may have restarted one, whose start period would hold the count back), the
     one probed next is watched: after 3 failed checks it restarts itself. Redis comes back and
-    everything is healthy again."""
+    everything is healthy again. A mail to each profile sent during the outage is stored soon
+    after Redis answers again (SLA-R5), by the mailer that restarted and by one that did not
+    (its fetcher had backed off for up to a minute)."""
     redis = stack.service("redis")
     mailers = [stack.service(n) for n in MAILERS]
     ready = [m for m in mailers if past_start_period(m, datetime.now(UTC)) >= 1]
@@ -89,6 +93,10 @@ def test_three_failed_checks_restart_the_service(stack, sla):
     mailer = min(ready, key=lambda m: next_probe_in(m, datetime.now(UTC)))
     interval = mailer.healthcheck["Interval"] / 1e9
     restarts = restarts[mailer.name]
+    waiting = {
+        p: mail.mail(a, f"Sent while redis was down ({p})", "to be stored once it is back")
+        for p, a in PROFILES.items()
+    }
     try:
 
         def restarted() -> bool:
@@ -109,6 +117,25 @@ def test_three_failed_checks_restart_the_service(stack, sla):
         took = time.monotonic() - stopped
     finally:
         redis.start()
+        back = time.monotonic()
+    dbs = {"praxis": praxis_db, "ecom": ecom_db}
+    stored: dict[str, float] = {}
+
+    def all_stored() -> bool:
+        for p, sent in waiting.items():
+            if p not in stored and dbs[p].rows(sent.message_id):
+                stored[p] = time.monotonic() - back
+        return len(stored) == len(waiting)
+
+    bound = sla.threshold("SLA-R5").value
+    wait_for(all_stored, timeout=bound + 90, interval=0.5, what="the mails sent during the outage")
+    sla.check(
+        "SLA-R5",
+        max(stored.values()),
+        how=f"redis down {back - stopped:.0f} s, a mail to each profile sent meanwhile; stored "
+        + ", ".join(f"{p} {t:.1f} s" for p, t in sorted(stored.items()))
+        + f" after `docker start redis` ({mailer.name} had restarted itself)",
+    )
     redis.wait_healthy(timeout=120)
     wait_for(
         lambda: not stack.unhealthy(), timeout=300, interval=2, what="every service healthy again"
