@@ -1,11 +1,13 @@
-"""Recovery of the whole stack: E3 (down, core first, then everything), SLA-R1 (each service's
-start to healthy), SLA-R2 (each long-running service SIGKILLed, back to healthy)."""
+"""Recovery of the whole stack: T8 and E3 (data survives down; core first, then everything),
+SLA-R3 (cold start to all healthy), SLA-R1 (each service's start to healthy), SLA-R2 (each
+long-running service SIGKILLed, back to healthy)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+import uuid
 from datetime import datetime
 
 import pytest
@@ -34,23 +36,72 @@ def time_to_healthy(svc) -> float | None:
     return min(passes) - started if passes else None
 
 
-@pytest.mark.req("E3", "T8", "SLA-R1")
-def test_down_then_core_first_then_everything(stack, praxis_db, sla):
+def _write_marker(stack) -> tuple[str, set[str]]:
+    """A row in the postgres database and a Redis key (T8); the databases there are now."""
+    marker = uuid.uuid4().hex
+    with stack.service("postgres").connect() as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS stackcheck_t8 (marker text PRIMARY KEY, "
+            "written timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute("INSERT INTO stackcheck_t8 (marker) VALUES (%s)", (marker,))
+        conn.commit()
+        dbs = {
+            r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")
+        }
+    r = stack.service("redis").client()
+    r.set(f"stackcheck:t8:{marker}", marker)
+    r.close()
+    return marker, dbs
+
+
+@pytest.mark.req("E3", "T8", "SLA-R1", "SLA-R3")
+def test_data_survives_down_core_first_then_everything(stack, praxis_db, sla):
+    """One `down` and one `up` for four requirements (a down/up cycle costs ~15 s): a marker
+    row and a Redis key written before `down` are there when the core is up again (T8), with
+    every database and the praxis mails (E3); then the rest comes up (SLA-R3: from the cold
+    start to all healthy), each service timed from its start to its first passing probe
+    (SLA-R1)."""
+    marker, dbs_before = _write_marker(stack)
     mails_before = praxis_db.query("SELECT count(*) FROM emails")[0][0]
     stack.down()
     took_core = stack.up(timeout=sla.threshold("SLA-R1").value * 2, services=CORE)
     with stack.service("postgres").connect() as conn:
-        dbs = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+        dbs = {
+            r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")
+        }
+        kept = conn.execute(
+            "SELECT count(*) FROM stackcheck_t8 WHERE marker = %s", (marker,)
+        ).fetchone()[0]
+    r = stack.service("redis").client()
+    redis_kept = r.get(f"stackcheck:t8:{marker}")
+    r.close()
+    assert dbs == dbs_before, f"databases before {sorted(dbs_before)}, after {sorted(dbs)}"
     assert {"praxis", "ecom", "n8n"} <= dbs, dbs
+    assert kept == 1, "the marker row written before `down` is gone"
+    assert redis_kept == marker, "the redis key written before `down` is gone (AOF not persisted?)"
     assert praxis_db.query("SELECT count(*) FROM emails")[0][0] == mails_before
     took_all = stack.up(timeout=sla.threshold("SLA-R3").value)
     assert not stack.unhealthy(), stack.unhealthy()
+    sla.record(
+        "T8",
+        f"{len(dbs)} databases, marker row and redis key kept",
+        how="wrote a row and a redis key, `docker compose down` (volumes kept), `up --wait` "
+        f"of {', '.join(CORE)}; databases {', '.join(sorted(dbs))}",
+    )
     sla.record(
         "E3",
         took_core + took_all,
         unit="s",
         how=f"down; core ({', '.join(CORE)}) up in {took_core:.0f} s with databases and "
         f"{mails_before} praxis mails intact; the rest up in {took_all:.0f} s",
+    )
+    sla.check(
+        "SLA-R3",
+        took_core + took_all,
+        how=f"after `down` (containers recreated; images and volumes kept): `up --wait` of "
+        f"{', '.join(CORE)} {took_core:.1f} s, then of all {len(stack.defined)} services "
+        f"{took_all:.1f} s (the data checks between them not counted)",
     )
     per_service = {svc.name: time_to_healthy(svc) for svc in stack.services()}
     missing = [n for n, t in per_service.items() if t is None]
