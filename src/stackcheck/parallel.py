@@ -13,7 +13,9 @@ runs on a second worker ("lane") while the first runs the alone tests that neith
 it holds down or observes nor need what it holds down (`markers.may_run_beside`: undeclared
 means no). The alone tests collected before the first of those (the external-mode check, which
 must see a quiet stack) run first while the second lane waits; the others after the background
-ones have ended. No shared test overlaps an alone one (`lane_barrier`).
+ones have ended. Of those beside it, the `settled` ones go first: they need services past their
+health checks' start period, which the tests that restart services would begin anew. No shared
+test overlaps an alone one (`lane_barrier`).
 
 The tests of our own code (tests/unit, tests/component: `markers.stack_free`) touch no stack, so
 with two lanes they do not take turns in the shared phase: they fill the lanes where they would
@@ -79,10 +81,12 @@ def write_alone(
     background: Sequence[str] = (),
     beside: Sequence[str] = (),
     free: Sequence[str] = (),
+    settled: Sequence[str] = (),
 ) -> None:
     """On a worker: publish which collected tests must run alone, which of them run in the
-    background lane, which may run beside it and which need no stack (every worker writes the
-    same; the replace is atomic, so the controller never reads half a file)."""
+    background lane, which may run beside it (`settled`: those first) and which need no stack
+    (every worker writes the same; the replace is atomic, so the controller never reads half a
+    file)."""
     path = Path(config.workerinput[ALONE_KEY])
     tmp = path.with_name(f"{path.name}.{os.getpid()}")
     plan = {
@@ -90,6 +94,7 @@ def write_alone(
         "background": list(background),
         "beside": list(beside),
         "free": list(free),
+        "settled": list(settled),
     }
     tmp.write_text(json.dumps(plan), encoding="utf-8")
     tmp.replace(path)
@@ -270,6 +275,7 @@ class AloneLastScheduling(LoadScheduling):
         self.background: list[int] = []  # run on the second lane
         self.background_left: set[int] = set()  # ... and not yet finished
         self.beside: set[int] = set()  # may run on the first lane while the second runs
+        self.settled: set[int] = set()  # ... and go first there (markers: `settled`)
         self.rest: list[int] = []  # the first lane's, once the second lane's background ended
         self.free: list[int] = []  # stack-free tests: they fill the lanes where they idle
         self.lane: tuple[Any, Any] | None = None  # (first, second) lane in the alone phase
@@ -306,6 +312,8 @@ class AloneLastScheduling(LoadScheduling):
         background, beside = set(plan.get("background", ())), set(plan.get("beside", ()))
         self.background = [i for i in self.deferred if collection[i] in background]
         self.beside = {i for i in self.deferred if collection[i] in beside}
+        settled = set(plan.get("settled", ()))
+        self.settled = {i for i in self.beside if collection[i] in settled}
         if self.background and self.beside and len(self.nodes) > 1:
             free = set(plan.get("free", ())) - alone
             self.free = [i for i, nid in enumerate(collection) if nid in free]
@@ -387,6 +395,9 @@ class AloneLastScheduling(LoadScheduling):
         # while the second lane waits (lane_barrier); the rest once the lane has ended
         lead = [i for i in others if beside and i < beside[0]]
         self.rest = others[len(lead) :]
+        # a test that needs its services past their start period goes before the tests that
+        # restart them (the SLA-H1 test would otherwise wait up to a minute for a mailer)
+        beside.sort(key=lambda i: i not in self.settled)
         self.log(
             f"running {len(self.background)} background tests on {second.gateway.id}, beside "
             f"them {len(beside)} alone tests on {first.gateway.id}, then {len(self.rest)} more; "

@@ -48,6 +48,9 @@ MARKERS = {
     "background(observes=())": "a disrupting test that mostly waits on a window the contract "
     "sets: under `pytest -n N` it runs on a second worker beside the alone tests that neither "
     "disrupt what it disrupts or observes nor need what it disrupts",
+    "settled": "needs its services past their health checks' start period (in it, failed "
+    "checks do not count): under `pytest -n N` it runs first of the tests beside the "
+    "background lane, before the others restart those services",
     "whole_stack": "observes every service (lifecycle events, every container's CPU): never "
     "runs beside a background test",
     "alone": "loads the stack enough to disturb other tests' timings: under `pytest -n N` it "
@@ -184,6 +187,7 @@ def pytest_collection_modifyitems(
             background=[it.nodeid for it in lanes],
             beside=[it.nodeid for it in beside],
             free=[it.nodeid for it in free],
+            settled=[it.nodeid for it in beside if it.get_closest_marker("settled")],
         )
 
 

@@ -69,6 +69,7 @@ def past_start_period(svc, now: datetime) -> float:
 @pytest.mark.req("SLA-H1", "SLA-R5")
 @pytest.mark.disrupts("redis", "praxis-mailer", "ecom-mailer")  # both mailers need redis
 @pytest.mark.needs("mailpit", "postgres")
+@pytest.mark.settled  # both mailers past their start period: the one probed next is watched
 def test_three_failed_checks_restart_the_service(stack, sla, mail, praxis_db, ecom_db):
     """Redis stopped makes both mailers' readiness checks fail; of those past their start period
     (an earlier test may have restarted one, whose start period would hold the count back), the

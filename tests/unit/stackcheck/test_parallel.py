@@ -227,6 +227,7 @@ def test_beside_perf():
 @pytest.mark.req("SLA-H1")
 @pytest.mark.disrupts("redis")
 @pytest.mark.needs("redis")
+@pytest.mark.settled
 def test_beside_redis():
     span("beside-redis", 0.3)
 
@@ -281,6 +282,7 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
     they neither touch nor need what it holds down or observes; the undeclared, those that need
     its victim, disrupt what it observes or look at the whole stack, wait until it has ended,
     except those collected before the first that may run beside it: they run first, alone.
+    Of those beside it, the `settled` ones go first (before the others restart services).
     No alone test overlaps a shared one, and the first lane's tests never overlap each other.
     The stack-free tests fill the lanes: on the second after its background test, on the first
     after its last alone test, never in the shared phase, at the lowest CPU priority."""
@@ -311,6 +313,8 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
     assert all(s[2] >= lead[3] for n, s in spans.items() if not n.startswith(("shared", "lead")))
     for name in ("beside-perf", "beside-redis"):
         assert spans[name][2] < bg[3], f"{name} did not run beside the background test"
+    # a `settled` test goes first of those beside the lane, though collected after beside-perf
+    assert spans["beside-redis"][3] <= spans["beside-perf"][2], "the settled test was not first"
     for name in (n for n in spans if n.startswith("after-")):
         assert spans[name][2] >= bg[3], f"{name} ran while the background test held its services"
     ordered = sorted(alone, key=lambda s: s[2])
