@@ -136,22 +136,20 @@ class Fetcher:
                 stop.wait(self.settings.poll_seconds)
                 continue
             except (
+                SourceError,
+                OSError,
                 redis.RedisError,
                 psycopg.OperationalError,  # e.g. PostgreSQL restarting: expected, no traceback
                 psycopg.InterfaceError,
             ) as exc:
-                # the queue or the database failed, not the mailbox: polled again as soon as
-                # they answer, not after the backoff, which grows to a minute in an outage
                 failures += 1
                 metrics.MAILBOX_UP.labels(self.profile).set(0)
                 log.warning("mailbox poll failed", extra={"error": str(exc), "failures": failures})
-                self.await_dependencies(stop, min(self.settings.poll_seconds * 2**failures, 60))
-                continue
-            except (SourceError, OSError) as exc:
-                failures += 1
-                metrics.MAILBOX_UP.labels(self.profile).set(0)
-                log.warning("mailbox poll failed", extra={"error": str(exc), "failures": failures})
-                stop.wait(min(self.settings.poll_seconds * 2**failures, 60))
+                backoff = min(self.settings.poll_seconds * 2**failures, 60)
+                if isinstance(exc, SourceError | OSError):
+                    stop.wait(backoff)
+                else:  # the queue or the database, not the mailbox: polled once they answer
+                    self.await_dependencies(stop, backoff)
                 continue
             except Exception:
                 failures += 1
