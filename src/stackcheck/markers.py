@@ -65,3 +65,13 @@ def may_run_beside(item: pytest.Item, lane: pytest.Item) -> bool:
     if item.get_closest_marker("whole_stack") is not None:
         return False
     return not (mine & theirs) and not (used & (disrupted(lane) or frozenset()))
+
+
+def may_run_before(item: pytest.Item, held: pytest.Item) -> bool:
+    """Whether `item` may run while the settled test `held` waits for its due moment: it
+    names what it disrupts, and that is nothing `held` needs or disrupts (it would restart
+    them, and their start period would begin anew)."""
+    mine = disrupted(item)
+    if mine is None or held.get_closest_marker("settled") is None:
+        return False
+    return not (mine & (needs(held) | (disrupted(held) or frozenset())))

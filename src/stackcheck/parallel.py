@@ -41,6 +41,7 @@ import pytest
 from filelock import FileLock
 from xdist.scheduler import LoadScheduling
 
+from stackcheck import due
 from stackcheck.waits import wait_for
 
 ALONE_KEY = "stackcheck_alone_file"
@@ -82,9 +83,12 @@ def write_alone(
     beside: Sequence[str] = (),
     free: Sequence[str] = (),
     settled: Sequence[str] = (),
+    timed: Sequence[str] = (),
+    early: Sequence[str] = (),
 ) -> None:
     """On a worker: publish which collected tests must run alone, which of them run in the
-    background lane, which may run beside it (`settled`: those first) and which need no stack
+    background lane, which may run beside it (`settled`: those first; `timed`: settled tests
+    held back until their due moment, while the `early` ones run) and which need no stack
     (every worker writes the same; the replace is atomic, so the controller never reads half a
     file)."""
     path = Path(config.workerinput[ALONE_KEY])
@@ -95,6 +99,8 @@ def write_alone(
         "beside": list(beside),
         "free": list(free),
         "settled": list(settled),
+        "timed": list(timed),
+        "early": list(early),
     }
     tmp.write_text(json.dumps(plan), encoding="utf-8")
     tmp.replace(path)
@@ -178,6 +184,12 @@ def free_test_started(config: pytest.Config) -> None:
     if lanes_path(state_dir(config), config.workerinput["testrunuid"]).exists():
         config.stash[_idle_key] = True
         lowest_cpu_priority()
+
+
+def publish_due(config: pytest.Config, ran: str, stack: Any) -> None:
+    """On a worker, after a test: the timed tests' due moments, for the scheduler (due.py)."""
+    if is_worker(config) and config.stash.get(due.due_key, None):
+        due.publish(config, state_dir(config), config.workerinput["testrunuid"], ran, stack)
 
 
 def lowest_cpu_priority() -> None:
@@ -276,19 +288,26 @@ class AloneLastScheduling(LoadScheduling):
         self.background_left: set[int] = set()  # ... and not yet finished
         self.beside: set[int] = set()  # may run on the first lane while the second runs
         self.settled: set[int] = set()  # ... and go first there (markers: `settled`)
+        self.timed: list[int] = []  # settled tests held back until their due moment (due.py)
+        self.early: list[int] = []  # ... while these run on the first lane, one at a time
+        self.early_took: list[float] = []  # ... and took this long
+        self.tail: list[int] = []  # the first lane's tests after the timed ones
         self.rest: list[int] = []  # the first lane's, once the second lane's background ended
         self.free: list[int] = []  # stack-free tests: they fill the lanes where they idle
         self.lane: tuple[Any, Any] | None = None  # (first, second) lane in the alone phase
         self.lane_open = False  # the second lane runs: the first holds the rest's first test
         self.alone_sent = False
+        self._fed_at = 0.0  # when the first lane was last fed an early test
 
     @property
     def tests_finished(self) -> bool:
-        return not (self.deferred or self.lane_open or self.free) and super().tests_finished
+        held = self.deferred or self.lane_open or self.free or self.timed
+        return not held and super().tests_finished
 
     @property
     def has_pending(self) -> bool:
-        return bool(self.deferred or self.free) or self.lane_open or super().has_pending
+        held = self.deferred or self.free or self.timed
+        return bool(held) or self.lane_open or super().has_pending
 
     def _plan(self) -> dict[str, list[str]]:
         node = next(iter(self.node2pending))
@@ -314,6 +333,9 @@ class AloneLastScheduling(LoadScheduling):
         self.beside = {i for i in self.deferred if collection[i] in beside}
         settled = set(plan.get("settled", ()))
         self.settled = {i for i in self.beside if collection[i] in settled}
+        timed, early = set(plan.get("timed", ())), set(plan.get("early", ()))
+        self.timed = [i for i in self.deferred if i in self.settled and collection[i] in timed]
+        self.early = [i for i in self.deferred if i in self.beside and collection[i] in early]
         if self.background and self.beside and len(self.nodes) > 1:
             free = set(plan.get("free", ())) - alone
             self.free = [i for i, nid in enumerate(collection) if nid in free]
@@ -343,6 +365,10 @@ class AloneLastScheduling(LoadScheduling):
             if not self.background_left:
                 self._background_ended(node)
         super().mark_test_complete(node, item_index, duration)
+        if self.lane and node is self.lane[0] and self.timed:
+            if item_index in self.beside and item_index not in self.settled:
+                self.early_took.append(duration)
+            self._feed_first(node)
 
     def remove_node(self, node: Any) -> str | None:
         crashed = super().remove_node(node)
@@ -352,8 +378,10 @@ class AloneLastScheduling(LoadScheduling):
         elif self.lane and node is self.lane[0]:
             state = Path(node.workerinput[ALONE_KEY]).parent
             lead_done_path(state, node.workerinput["testrunuid"]).touch()  # the second may go
-        if self.lane and node is self.lane[0] and self.lane_open:
-            self.pending.extend(self.rest)  # a replacement worker takes them
+        if self.lane and node is self.lane[0] and (self.lane_open or self.timed):
+            # a replacement worker takes them
+            self.pending.extend(self.timed + self.early + self.tail + self.rest)
+            self.timed, self.early, self.tail = [], [], []
             self.rest, self.lane_open = [], False
         if self.deferred and self.node2pending:
             self._maybe_run_alone()
@@ -398,6 +426,11 @@ class AloneLastScheduling(LoadScheduling):
         # a test that needs its services past their start period goes before the tests that
         # restart them (the SLA-H1 test would otherwise wait up to a minute for a mailer)
         beside.sort(key=lambda i: i not in self.settled)
+        # a settled test with a due moment waits for it while the early tests run (due.py)
+        self.timed = [i for i in self.timed if i in beside]
+        self.early = [i for i in beside if i in self.early and i not in self.settled]
+        if not (self.timed and self.early):
+            self.timed, self.early = [], []
         self.log(
             f"running {len(self.background)} background tests on {second.gateway.id}, beside "
             f"them {len(beside)} alone tests on {first.gateway.id}, then {len(self.rest)} more; "
@@ -409,16 +442,52 @@ class AloneLastScheduling(LoadScheduling):
         # ones, and the first test of the rest goes along to the first lane, where it waits
         # (its next is only sent once the second lane's background tests have ended)
         self._send(second, self.background, last=False)
-        self._send(first, lead + beside + self.rest[:1], last=False)
+        if self.timed:
+            held = set(self.timed + self.early)
+            ahead = [i for i in beside if i in self.settled and i not in held]
+            self.tail = [i for i in beside if i not in held and i not in ahead] + self.rest[:1]
+            # a worker starts a test once it holds the next: one early test after the others
+            n = 1 if lead or ahead else 2
+            start = lead + ahead + self.early[:n]
+            del self.early[:n]
+            self._send(first, start, last=False)
+            self._fed_at = time.time()
+            self.log(f"holding {len(self.timed)} timed tests back for their due moment")
+        else:
+            self._send(first, lead + beside + self.rest[:1], last=False)
         self.rest = self.rest[1:]
         for node in self.lane:
             self._top_up(node)
+
+    def _feed_first(self, node: Any) -> None:
+        """The first lane holds back its timed tests (due.py): when it is about to start the
+        last test it holds, it gets the next early test, or the timed ones once their moment
+        is near (or no early test is left), followed by everything else it had to run."""
+        if len(self.node2pending.get(node, ())) > 1 or node.shutting_down:
+            return
+        moment = None
+        if self.early:
+            state = Path(node.workerinput[ALONE_KEY]).parent
+            nodeid = self.collection[self.timed[0]]
+            moment = due.read(state, node.workerinput["testrunuid"], nodeid, self._fed_at)
+        est = due.estimate(self.early_took)
+        if moment is not None and not due.send_now(moment, est, est, time.time()):
+            self._fed_at = time.time()
+            self._send(node, self.early[:1], last=False)
+            del self.early[:1]
+            return
+        batch = self.timed + self.early + self.tail
+        self.timed, self.early, self.tail = [], [], []
+        self._send(node, batch, last=False)
 
     def _background_ended(self, node: Any) -> None:
         """The background tests are done (or their worker died): the rest may run."""
         first, _ = self.lane
         state = Path(first.workerinput[ALONE_KEY]).parent
         ready_path(state, first.workerinput["testrunuid"], node.gateway.id).touch()
+        if self.timed and first in self.node2pending and not first.shutting_down:
+            self._send(first, self.timed + self.early + self.tail, last=False)  # in their order
+            self.timed, self.early, self.tail = [], [], []
         if self.lane_open and first in self.node2pending and not first.shutting_down:
             rest, self.rest, self.lane_open = self.rest, [], False
             self._send(first, rest, last=False)
@@ -430,7 +499,7 @@ class AloneLastScheduling(LoadScheduling):
         if node.shutting_down or node not in self.node2pending:
             return
         first, _ = self.lane
-        more_alone = self.lane_open if node is first else False
+        more_alone = (self.lane_open or bool(self.timed)) if node is first else False
         if more_alone or len(self.node2pending[node]) > 1:
             return
         pool = self.pending or self.free  # pending: what a crashed worker left

@@ -17,13 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from stackcheck import parallel
+from stackcheck import due, parallel
 from stackcheck.evidence.catalogue import Catalogue
 from stackcheck.evidence.recorder import Evidence
 from stackcheck.evidence.thresholds import Threshold, ThresholdError
 from stackcheck.evidence.thresholds import load as load_thresholds
 from stackcheck.holds import Holds
-from stackcheck.markers import SUITES, background, impact, may_run_beside, stack_free
+from stackcheck.markers import (
+    SUITES,
+    background,
+    impact,
+    may_run_before,
+    may_run_beside,
+    stack_free,
+)
 from stackcheck.mode import Mode, ModeError, StackConfig, resolve, select_mode
 from stackcheck.stack import Stack, StackError
 
@@ -48,9 +55,11 @@ MARKERS = {
     "background(observes=())": "a disrupting test that mostly waits on a window the contract "
     "sets: under `pytest -n N` it runs on a second worker beside the alone tests that neither "
     "disrupt what it disrupts or observes nor need what it disrupts",
-    "settled": "needs its services past their health checks' start period (in it, failed "
-    "checks do not count): under `pytest -n N` it runs first of the tests beside the "
-    "background lane, before the others restart those services",
+    "settled(due=None)": "needs its services past their health checks' start period (in it, "
+    "failed checks do not count): under `pytest -n N` it runs first of the tests beside the "
+    "background lane, before the others restart those services; with `due` (a function of the "
+    "stack: seconds until it is best started, and the period), the tests that leave its "
+    "services alone run until that moment is near",
     "whole_stack": "observes every service (lifecycle events, every container's CPU): never "
     "runs beside a background test",
     "alone": "loads the stack enough to disturb other tests' timings: under `pytest -n N` it "
@@ -181,6 +190,18 @@ def pytest_collection_modifyitems(
             {it.nodeid for it in beside},
             {it.nodeid for it in free},
         )
+        # settled tests with a due moment wait for it while those that leave them alone run
+        timed = [it for it in beside if due.due_of(it)]
+        early = [
+            it
+            for it in beside
+            if timed
+            and it.get_closest_marker("settled") is None
+            and all(may_run_before(it, t) for t in timed)
+        ]
+        due.remember(
+            config, {it.nodeid: due.due_of(it) for it in timed}, frozenset(i.nodeid for i in alone)
+        )
         parallel.write_alone(
             config,
             [it.nodeid for it in alone],
@@ -188,6 +209,8 @@ def pytest_collection_modifyitems(
             beside=[it.nodeid for it in beside],
             free=[it.nodeid for it in free],
             settled=[it.nodeid for it in beside if it.get_closest_marker("settled")],
+            timed=[it.nodeid for it in timed],
+            early=[it.nodeid for it in early],
         )
 
 
@@ -404,6 +427,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     st = item.config.stash.get(stack_key, None)
     if st is not None:
         st.touched = set()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    yield
+    parallel.publish_due(item.config, item.nodeid, item.config.stash.get(stack_key, None))
 
 
 @pytest.hookimpl(hookwrapper=True)

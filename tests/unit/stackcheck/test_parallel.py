@@ -331,6 +331,105 @@ def test_a_background_test_runs_beside_the_alone_tests_that_leave_its_services_a
     assert all(f[2] >= last_alone for f in on_first), "a stack-free test delayed an alone one"
 
 
+TIMED = (
+    SPAN
+    + """
+TICK = os.environ["TICK"]
+
+@pytest.fixture(autouse=True)
+def _stackcheck_needs():
+    '''no stack here: the needs markers only declare what a test touches'''
+
+def due_in(stack):
+    '''the held test is best started at the moment the lead test wrote, every 30 s'''
+    if not os.path.exists(TICK):
+        return None
+    with open(TICK) as f:
+        return max(0.0, float(f.read()) - time.time()), 30.0
+
+@pytest.mark.parametrize("n", range(4))
+@pytest.mark.infra
+@pytest.mark.req("T1")
+@pytest.mark.reads
+def test_shared(n):
+    span(f"shared{n}", 0.2)
+
+@pytest.mark.e2e
+@pytest.mark.alone
+@pytest.mark.whole_stack
+@pytest.mark.req("SC1")
+@pytest.mark.needs("mailer")
+def test_lead():
+    span("lead", 0.2)
+    with open(TICK, "w") as f:
+        f.write(str(time.time() + 6.0))
+
+@pytest.mark.recovery
+@pytest.mark.req("M3")
+@pytest.mark.disrupts("exporter")
+@pytest.mark.background(observes=("prometheus",))
+def test_background():
+    span("background", 9.0)
+
+@pytest.mark.recovery
+@pytest.mark.req("SLA-H1")
+@pytest.mark.disrupts("redis")
+@pytest.mark.needs("redis")
+@pytest.mark.settled(due=due_in)
+def test_timed():
+    span("timed", 0.3)
+
+@pytest.mark.parametrize("n", range(14))
+@pytest.mark.perf
+@pytest.mark.req("SLA-P1")
+@pytest.mark.needs("mailer")
+def test_early(n):
+    span(f"early{n}", 0.5)
+
+@pytest.mark.recovery
+@pytest.mark.req("SLA-R1")
+@pytest.mark.disrupts("redis")
+@pytest.mark.needs("redis")
+def test_restarts_redis():
+    span("restarts-redis", 0.2)
+"""
+)
+
+
+def test_a_timed_test_waits_for_its_moment_while_the_tests_that_leave_it_alone_run(
+    pytester, monkeypatch
+):
+    """SLA-H1's wait on the mailers' next probe: a `settled(due=...)` test is held back while
+    the alone tests that leave its services alone run one at a time, and is sent so that it
+    starts shortly before its moment, neither later (it would wait a whole period) nor much
+    earlier (it would wait with Redis down and nothing else running). A test that disrupts
+    what it needs still runs after it; every early test runs, before or after it."""
+    pytester.makepyfile(test_timed=TIMED)
+    spans_file, tick = pytester.path / "spans.jsonl", pytester.path / "tick"
+    monkeypatch.setenv("SPANS", str(spans_file))
+    monkeypatch.setenv("TICK", str(tick))
+    monkeypatch.delenv("STACKCHECK_STACK", raising=False)
+    result = pytester.runpytest_subprocess(
+        "-n", "2",
+        f"--requirements={ROOT / 'docs' / 'REQUIREMENTS.md'}",
+        f"--sla-file={ROOT / 'fixtures' / 'sla.yml'}",
+        f"--evidence-dir={pytester.path / 'evidence'}",
+        "-p", "no:cacheprovider", "-o", "addopts=", "-rs",
+    )  # fmt: skip
+    result.assert_outcomes(passed=22)
+    spans = {s[0]: s for s in map(json.loads, spans_file.read_text().splitlines())}
+    moment, timed = float(tick.read_text()), spans["timed"]
+    early = [s for n, s in spans.items() if n.startswith("early")]
+    assert len(early) == 14
+    assert 0 <= moment - timed[2] <= 1.5, f"started {moment - timed[2]:.2f} s before its moment"
+    assert any(s[3] <= timed[2] for s in early), "no early test ran while it waited"
+    assert any(s[2] >= timed[3] for s in early), "every early test ran before it: none left"
+    assert spans["restarts-redis"][2] >= timed[3], "a test restarting its service went first"
+    lane = sorted((s for s in spans.values() if s[1] == timed[1]), key=lambda s: s[2])
+    for a, b in itertools.pairwise(lane):
+        assert b[2] >= a[3], f"{a[0]} and {b[0]} overlapped"
+
+
 def test_holds_are_shared_through_a_file_and_released_however_the_block_ends(tmp_path):
     from stackcheck.holds import Holds
 
