@@ -33,7 +33,7 @@ Due = Callable[[Any], tuple[float, float] | None]
 due_key = pytest.StashKey[dict[str, Due]]()  # on a worker: the held tests not yet run
 alone_key = pytest.StashKey[frozenset[str]]()  # ... published after these tests only
 DEFAULT_ESTIMATE = 2.0  # s: an early test's duration before any has run
-MARGIN = 0.5  # s: a start later than this after the next early test would miss the moment
+SAFETY = 1.0  # s: a held test is sent only if it would start this much before its moment
 
 
 def due_of(item: pytest.Item) -> Due | None:
@@ -97,10 +97,12 @@ def estimate(durations: list[float]) -> float:
 
 def send_now(moment: tuple[float, float], starting: float, later: float, now: float) -> bool:
     """Whether the held test is sent now: it would start after the test now starting (expected
-    `starting` s), and waiting for one more early test (expected `later` s) would start it past
-    its moment. A moment that test would already miss comes again one period later."""
+    `starting` s) at least SAFETY s before its moment (a test that runs longer than expected
+    must not make it miss the moment: it would wait a whole period), and one more early test
+    (expected `later` s) would leave it less than that. A moment it would start too close to
+    comes again one period later, while more early tests run."""
     at, period = moment
     wait = at - (now + starting)
-    if wait < 0:
-        wait += period * math.ceil(-wait / period) if period > 0 else float("inf")
-    return wait < later + MARGIN
+    if wait < SAFETY:
+        wait += period * math.ceil((SAFETY - wait) / period) if period > 0 else float("inf")
+    return wait < later + SAFETY

@@ -14,8 +14,10 @@ it holds down or observes nor need what it holds down (`markers.may_run_beside`:
 means no). The alone tests collected before the first of those (the external-mode check, which
 must see a quiet stack) run first while the second lane waits; the others after the background
 ones have ended. Of those beside it, the `settled` ones go first: they need services past their
-health checks' start period, which the tests that restart services would begin anew. No shared
-test overlaps an alone one (`lane_barrier`).
+health checks' start period, which the tests that restart services would begin anew. A settled
+test that names a due moment (the SLA-H1 test: just before a mailer's next probe) is held back
+instead while the tests that leave its services alone run one at a time, and is sent when that
+moment is near (stackcheck.due). No shared test overlaps an alone one (`lane_barrier`).
 
 The tests of our own code (tests/unit, tests/component: `markers.stack_free`) touch no stack, so
 with two lanes they do not take turns in the shared phase: they fill the lanes where they would

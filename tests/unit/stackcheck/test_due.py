@@ -14,12 +14,13 @@ pytestmark = [pytest.mark.unit, pytest.mark.req("SC2")]
 @pytest.mark.parametrize(
     ("at", "send"),
     [
-        (100 + 2 + 1.0, True),  # starts 1 s before its moment: one more test would miss it
-        (100 + 2 + 2.4, True),  # ... 2.4 s: the next test (2 s) would leave 0.4 s, too close
-        (100 + 2 + 2.6, False),  # 2.6 s: the next test still leaves it 0.6 s
+        (100 + 2 + 1.5, True),  # starts 1.5 s before its moment: one more test would miss it
+        (100 + 2 + 2.9, True),  # ... 2.9 s: the next test (2 s) would leave 0.9 s, too close
+        (100 + 2 + 3.1, False),  # 3.1 s: the next test still leaves it 1.1 s
         (100 + 2 + 20.0, False),
+        (100 + 2 + 0.5, False),  # 0.5 s: a test running 0.5 s long would miss it; 30.5 s on
         (100 + 1.0, False),  # the test starting now ends past the moment: the next, 29 s on
-        (100 + 2 - 29.0, True),  # missed by 29 s: the next comes 1 s after it would start
+        (100 + 2 - 28.5, True),  # missed by 28.5 s: the next comes 1.5 s after it would start
     ],
 )
 def test_send_now_starts_it_before_its_moment_and_never_a_test_too_early(at, send):

@@ -421,7 +421,7 @@ def test_a_timed_test_waits_for_its_moment_while_the_tests_that_leave_it_alone_r
     moment, timed = float(tick.read_text()), spans["timed"]
     early = [s for n, s in spans.items() if n.startswith("early")]
     assert len(early) == 14
-    assert 0 <= moment - timed[2] <= 1.5, f"started {moment - timed[2]:.2f} s before its moment"
+    assert 0 <= moment - timed[2] <= 2.0, f"started {moment - timed[2]:.2f} s before its moment"
     assert any(s[3] <= timed[2] for s in early), "no early test ran while it waited"
     assert any(s[2] >= timed[3] for s in early), "every early test ran before it: none left"
     assert spans["restarts-redis"][2] >= timed[3], "a test restarting its service went first"
