@@ -66,20 +66,27 @@ def past_start_period(svc, now: datetime) -> float:
     return age - svc.healthcheck.get("StartPeriod", 0) / 1e9
 
 
+def countable_probe_in(svc, now: datetime) -> float:
+    """Seconds until Docker next probes `svc` past its start period: the wrapper counts only
+    the failures of those (see stack/config/health/restart-after-3)."""
+    interval = svc.healthcheck["Interval"] / 1e9
+    due = next_probe_in(svc, now)
+    while due < 1 - past_start_period(svc, now):
+        due += interval
+    return due
+
+
 def first_countable_probe(stack) -> tuple[float, float] | None:
     """For the scheduler (`settled(due=...)`): in how many seconds the test below is best
-    started, and the probe interval. Redis should stop just before a mailer past its start
-    period is probed: each second before that is a second more of the three-check wait, with
-    Redis down and nothing else able to run. None where no mailer is past its start period (the
-    test waits for one itself)."""
+    started, and the probe interval. Redis should stop just before a mailer is probed past its
+    start period: each second before that is a second more of the three-check wait, with Redis
+    down and nothing else able to run."""
     if stack is None:
         return None
     now = datetime.now(UTC)
-    ready = [m for m in (stack.service(n) for n in MAILERS) if past_start_period(m, now) >= 1]
-    if not ready:
-        return None
-    mailer = min(ready, key=lambda m: next_probe_in(m, now))
-    return max(0.0, next_probe_in(mailer, now) - STOP_LEAD), mailer.healthcheck["Interval"] / 1e9
+    mailers = [stack.service(n) for n in MAILERS]
+    first = min(mailers, key=lambda m: countable_probe_in(m, now))
+    return max(0.0, countable_probe_in(first, now) - STOP_LEAD), first.healthcheck["Interval"] / 1e9
 
 
 # s: the test's fixtures and `docker stop redis` take ~0.5 s, and a probe due in < 0.5 s may
@@ -90,33 +97,31 @@ STOP_LEAD = 1.5
 @pytest.mark.req("SLA-H1", "SLA-R5")
 @pytest.mark.disrupts("redis", "praxis-mailer", "ecom-mailer")  # both mailers need redis
 @pytest.mark.needs("mailpit", "postgres")
-# both mailers past their start period: the one probed next is watched; under `pytest -n N`
-# the tests that leave redis and the mailers alone run until that probe is near
+# under `pytest -n N`: before the tests that restart the mailers, and while those that leave
+# redis and the mailers alone run until a mailer's next countable probe is near
 @pytest.mark.settled(due=first_countable_probe)
 def test_three_failed_checks_restart_the_service(stack, sla, mail, praxis_db, ecom_db):
-    """Redis stopped makes both mailers' readiness checks fail; of those past their start period
-    (an earlier test may have restarted one, whose start period would hold the count back), the
-    one probed next is watched: after 3 failed checks it restarts itself. Redis comes back and
+    """Redis stopped makes both mailers' readiness checks fail; the one probed next past its
+    start period (an earlier test may have restarted one: failures in it are not counted) is
+    watched: after 3 failed checks it restarts itself. Redis comes back and
     everything is healthy again. A mail to each profile sent during the outage is stored soon
     after Redis answers again (SLA-R5), by the mailer that restarted and by one that did not
     (its fetcher had backed off for up to a minute)."""
     redis = stack.service("redis")
     mailers = [stack.service(n) for n in MAILERS]
-    ready = [m for m in mailers if past_start_period(m, datetime.now(UTC)) >= 1]
-    if not ready:  # both restarted by earlier tests: the one running longer, once past it
-        first = min(mailers, key=lambda m: m.started_at)
-        time.sleep(max(0.0, 1 - past_start_period(first, datetime.now(UTC))))
-        ready = [first]
-    restarts = {m.name: m.restart_count for m in ready}
+    restarts = {m.name: m.restart_count for m in mailers}
     failures: dict[str, str] = {}  # probe start -> output, failing probes seen before the restart
     redis.stop(timeout=10)
     stopped = time.monotonic()
-    since = datetime.now(UTC) - timedelta(seconds=1)  # probes before the stop are not counted
-    # the restart comes two intervals after the first failing probe: the mailer Docker probes
-    # next is watched (5 s sooner on average than a fixed choice)
-    mailer = min(ready, key=lambda m: next_probe_in(m, datetime.now(UTC)))
+    # the restart comes two intervals after the first failing probe past the start period: the
+    # mailer Docker probes so next is watched (5 s sooner on average than a fixed choice)
+    now = datetime.now(UTC)
+    mailer = min(mailers, key=lambda m: countable_probe_in(m, now))
     interval = mailer.healthcheck["Interval"] / 1e9
     restarts = restarts[mailer.name]
+    # probes before the stop, and those in the start period, are not counted
+    start_period = timedelta(seconds=mailer.healthcheck.get("StartPeriod", 0) / 1e9)
+    since = max(now - timedelta(seconds=1), mailer.started_at + start_period)
     waiting = {
         p: mail.mail(a, f"Sent while redis was down ({p})", "to be stored once it is back")
         for p, a in PROFILES.items()
